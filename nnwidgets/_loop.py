@@ -1,0 +1,307 @@
+"""The one training loop, shared by ``Trainer.fit()`` (blocking) and ``Trainer.start()``
+(background thread). Mixed into :class:`nnwidgets.engine.Trainer`.
+
+Per step (the hot path) the loop does only what a hand-written loop does, plus list
+appends: ``zero_grad(set_to_none=True) → forward → loss → backward → step``. Losses stay
+on the device as detached scalars; every ``flush_interval_s`` (0.1 s, and at every one of
+the first ``WARMUP_STEPS`` steps) they are fetched in one transfer, checked with
+``isfinite``, and appended to the history. A flush happens *before* the current step's
+``optimizer.step()``, so a non-finite loss found there is never applied.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .events import Event
+
+__all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET"]
+
+WARMUP_STEPS = 10     # steps flushed one by one at the start of a run (first points, exact NaN step)
+GRAD_BUDGET = 0.02    # gradient statistics may take at most this share of step time
+NONFINITE_FIXES = ("lower the learning rate (e.g. 10x), standardise the features (zero mean, unit variance), "
+                   "or clip gradients with torch.nn.utils.clip_grad_norm_")
+
+
+def _batch_size(y: Any) -> int:
+    """Samples in a batch: the first dimension of the target (1 for a 0-d or missing one)."""
+    return int(y.shape[0]) if isinstance(y, torch.Tensor) and y.ndim else 1
+
+
+class StopRun(Exception):
+    """Raised inside the loop to end a run at a step boundary."""
+
+
+class PauseRun(Exception):
+    """Raised inside a blocking ``fit()`` to return control to the caller paused."""
+
+
+class LoopMixin:
+    """Epochs, steps, flushes and validation. State lives on the Trainer."""
+
+    # ------------------------------------------------------------------ epochs
+    def _run_epochs(self) -> None:
+        while self.epoch < self._target_epochs:
+            if self._batch_iter is None:
+                self._begin_epoch()
+            while True:
+                if self._attention:
+                    self._attend()
+                self._phase = "loading a batch"
+                if self._pending_batch is not None:
+                    batch, self._pending_batch = self._pending_batch, None
+                else:
+                    try:
+                        batch = next(self._batch_iter)
+                    except StopIteration:
+                        break
+                self._train_step(batch)
+            self._end_epoch()
+
+    def _begin_epoch(self) -> None:
+        prep = self._prepared
+        if prep.iterator is not None:
+            self._batch_iter, prep.iterator = prep.iterator, None
+            self._pending_batch, prep.first_batch = prep.first_batch, None
+        else:
+            self._batch_iter = iter(prep.loader)
+        self._epoch_loss_sum, self._epoch_n, self._epoch_steps = 0.0, 0, 0
+        self._train_metrics.reset()
+        self._epoch_t0 = time.perf_counter()
+        self._bus.fire(Event.EPOCH_STARTED, self, epoch=self.epoch)
+
+    def _end_epoch(self) -> None:
+        from .data import DataError
+        self._flush()
+        if self._epoch_steps == 0:
+            raise DataError(f"train_data yielded no batches in epoch {self.epoch}; "
+                            "a generator can be iterated only once - pass a DataLoader or a list of batches")
+        row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
+                               "loss": self._epoch_loss_sum / max(self._epoch_n, 1)}
+        row.update(self._train_metrics.compute())
+        if self.val_data is not None:
+            self._phase = "validation"
+            val = self.evaluate(self.val_data)
+            row.update({f"val_{k}": v for k, v in val.items()})
+        row["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        row["time_s"] = time.perf_counter() - self._t_start
+        self.history.append_epoch(row)
+        if self.val_data is not None:
+            self._bus.fire(Event.VALIDATION_COMPLETED, self, epoch=self.epoch, metrics=row)
+        self._bus.fire(Event.EPOCH_COMPLETED, self, epoch=self.epoch, metrics=row)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        self._batch_iter = None
+
+    # ------------------------------------------------------------------ steps
+    def _train_step(self, batch: Any) -> None:
+        model, opt = self.model, self.optimizer
+        self._phase = "preparing the batch"
+        x, y = self._canonical(batch)
+        opt.zero_grad(set_to_none=True)
+        self._phase = "forward pass (model)"
+        if self._custom_step is None:
+            out = model(x)
+            self._phase = "loss"
+            loss = self._loss_fn(out, y)
+        else:
+            loss, out, y = self._call_custom_step(x if y is None else (x, y))
+        self._phase = "backward pass"
+        loss.backward()
+        now = time.perf_counter()
+        if now - self._last_flush >= self.flush_interval_s or self.step < self._warm_until:
+            if not self._flush(current=loss, now=now):
+                return  # non-finite loss: this step is not applied, the run pauses
+        self._phase = "optimizer step"
+        opt.step()
+        self._loss_buf.append(loss.detach())
+        self._n_buf.append(_batch_size(y))
+        if out is not None and y is not None:
+            self._train_metrics.record(out, y)
+        self.step += 1
+        self._epoch_steps += 1
+        if self.step >= self._next_grad_step:
+            self._sample_gradients()
+        if self._bus.has(Event.BATCH_COMPLETED):
+            self._phase = "a BATCH_COMPLETED handler"
+            self._bus.fire(Event.BATCH_COMPLETED, self, step=self.step, epoch=self.epoch)
+
+    def _canonical(self, batch: Any) -> tuple[Any, Any]:
+        from ._setup import move_to
+        from .data import split_batch
+        if self._custom_step is not None:
+            return move_to(batch, self.device), None
+        x, y = split_batch(batch)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return self._prepared.plan.apply(x, y)
+
+    def _call_custom_step(self, batch: Any) -> tuple[torch.Tensor, Any, Any]:
+        try:
+            result = self._custom_step(self.model, batch)
+        except RuntimeError as e:
+            if "backward through the graph a second time" in str(e):
+                raise RuntimeError("the step function called loss.backward() itself; return the loss instead - "
+                                   "nnwidgets calls zero_grad(), backward() and optimizer.step()") from e
+            raise
+        out = y = None
+        if isinstance(result, dict):
+            loss, out, y = result.get("loss"), result.get("outputs"), result.get("targets")
+        else:
+            loss = result
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise TypeError("the step function must return a scalar loss tensor (or a dict with 'loss', "
+                            f"optionally 'outputs' and 'targets'); got {type(loss).__name__}")
+        if not loss.requires_grad:
+            raise TypeError("the step function returned a loss without a gradient graph: return the loss "
+                            "before calling backward() or .item(), and do not compute it under torch.no_grad()")
+        return loss, out, y
+
+    # ------------------------------------------------------------------ flush
+    def _flush(self, current: torch.Tensor | None = None, now: float | None = None) -> bool:
+        """Fetch buffered losses (and the current, not yet applied one) in one transfer,
+        check them, commit the applied steps to the history. Returns False when the current
+        or an earlier loss is non-finite (the run then pauses)."""
+        t0 = time.perf_counter()
+        now = t0 if now is None else now
+        applied = len(self._loss_buf)
+        tensors = self._loss_buf + ([current.detach()] if current is not None else [])
+        if tensors:
+            values = torch.stack(tensors).float().cpu().numpy()
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                self._nonfinite(int(bad[0]), values, applied)
+                self._tool_time += time.perf_counter() - t0
+                return False
+            if applied:
+                self._commit(values[:applied], now)
+        self._train_metrics.flush()
+        self._snapshot()
+        self._last_flush = now
+        self._bus.fire(Event.METRICS_FLUSHED, self, step=self.step)
+        self._tool_time += time.perf_counter() - t0
+        return True
+
+    def _commit(self, losses: np.ndarray, now: float) -> None:
+        counts = np.asarray(self._n_buf, dtype=np.float64)
+        self._epoch_loss_sum += float((losses * counts).sum())
+        self._epoch_n += int(counts.sum())
+        t_prev = self._last_commit_t - self._t_start
+        self.history.append_steps(self.epoch, losses, float(self.optimizer.param_groups[0]["lr"]),
+                                  t_prev, now - self._t_start)
+        if len(losses):
+            self._step_time = (now - self._last_commit_t) / len(losses)
+        self._last_commit_t = now
+        self._loss_buf, self._n_buf = [], []
+
+    def _nonfinite(self, index: int, values: np.ndarray, applied: int) -> None:
+        first_step = self.step - applied + index
+        kind = "nan" if math.isnan(values[index]) else "inf"
+        if index < applied:  # a bad step was already applied: go back to the last verified weights
+            self._restore_snapshot()
+            self._train_metrics.discard_pending()
+            kept = f"rolled back to the weights before step {self.step}"
+        else:
+            if applied:
+                self._commit(values[:applied], time.perf_counter())
+            self._train_metrics.flush()
+            kept = f"the weights after step {self.step - 1} are kept" if self.step else "the initial weights are kept"
+        self._loss_buf, self._n_buf = [], []
+        self.optimizer.zero_grad(set_to_none=True)
+        s = self.settings
+        momentum = "n/a" if s["momentum"] is None else f"{s['momentum']:g}"
+        msg = (f"loss became {kind} at step {first_step} (epoch {self.epoch}) with learning rate {s['lr']:g} "
+               f"and momentum {momentum}; training paused, {kept}. Usual fixes: {NONFINITE_FIXES}.")
+        self._record("nonfinite", name="loss", new=kind, message=msg)
+        self._pause_requested = True
+        self._attention = True
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot(self) -> None:
+        """Copy weights, buffers and optimizer state after a verified flush (rollback target)."""
+        with torch.no_grad():
+            tensors = list(self.model.parameters()) + list(self.model.buffers())
+            self._snap = {
+                "step": self.step, "n_hist": self.history.n_steps,
+                "tensors": [t.detach().clone() for t in tensors],
+                "opt": {p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
+                        for p, st in self.optimizer.state.items()},
+            }
+
+    def _restore_snapshot(self) -> None:
+        snap = self._snap
+        if snap is None:
+            return
+        with torch.no_grad():
+            tensors = list(self.model.parameters()) + list(self.model.buffers())
+            for t, saved in zip(tensors, snap["tensors"]):
+                t.copy_(saved)
+        self.optimizer.state.clear()
+        for p, st in snap["opt"].items():
+            self.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
+        self.history.truncate_steps(snap["n_hist"])
+        self.step = snap["step"]
+
+    # ------------------------------------------------------------------ gradients
+    def _sample_gradients(self) -> None:
+        if self._probe is None:
+            self._next_grad_step = math.inf
+            return
+        t0 = time.perf_counter()
+        sample = self._probe.to_host(self._probe.compute())
+        self.history.append_gradients(self.step, self._probe.layer_names, sample.norms, sample.hist, sample.edges)
+        cost = time.perf_counter() - t0
+        self._tool_time += cost
+        every = self.grad_every
+        if every == "auto":
+            every = 10 if self._step_time is None else math.ceil(cost / (GRAD_BUDGET * max(self._step_time, 1e-6)))
+        self._next_grad_step = self.step + max(1, min(int(every), 10_000))
+        self._bus.fire(Event.GRADIENTS_SAMPLED, self, step=self.step)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Loss and metrics of the model on ``data`` under ``eval()`` and ``no_grad()``.
+
+        The model's previous train/eval mode is restored afterwards (also on errors).
+        Loss is the mean over samples (weighted by batch size). Stop requests are honoured
+        between batches.
+
+        Returns:
+            ``{"loss": float, <metric>: float, ...}``.
+        """
+        if self._prepared is None:
+            raise RuntimeError("call fit() or start() first: the task and loss are decided on the first batch")
+        from ._metrics import MetricSet
+        metrics = self._val_metrics if data is self.val_data else MetricSet(
+            self.task, {k: m.clone() for k, m in self._prepared.metrics.items()}, self.device)
+        metrics.reset()
+        was_training = self.model.training
+        self.model.eval()
+        total, count = None, 0
+        try:
+            with torch.no_grad():
+                for batch in data:
+                    if self._stop_requested:
+                        raise StopRun()
+                    x, y = self._canonical(batch)
+                    if self._custom_step is None:
+                        out = self.model(x)
+                        loss = self._loss_fn(out, y)
+                    else:
+                        result = self._custom_step(self.model, x)
+                        loss, out, y = (result.get("loss"), result.get("outputs"), result.get("targets")) \
+                            if isinstance(result, dict) else (result, None, None)
+                    n = _batch_size(y)
+                    total = loss.detach() * n if total is None else total + loss.detach() * n
+                    count += n
+                    if out is not None and y is not None:
+                        metrics.record(out, y)
+        finally:
+            self.model.train(was_training)
+        result = {"loss": float(total) / count if count else math.nan}
+        result.update(metrics.compute())
+        return result

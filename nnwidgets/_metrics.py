@@ -1,0 +1,103 @@
+"""Per-split metric state: torchmetrics objects fed canonical predictions in batches.
+
+Per step the loop only keeps references to detached predictions and targets (no host
+sync, no torchmetrics call); at each flush they are concatenated and given to the
+torchmetrics objects in one ``update``. One ``MetricSet`` per split (train, val), reset at
+the start of every epoch, so an epoch's value is ``compute()`` over that epoch only.
+
+Defaults: classification ``accuracy`` = correct / total (torchmetrics ``Accuracy`` with
+``average="micro"``); regression ``mae`` (mean absolute error) and ``r2`` (coefficient of
+determination, torchmetrics ``R2Score``).
+"""
+from __future__ import annotations
+
+import math
+import torch
+import torchmetrics
+
+__all__ = ["MetricSet", "default_metrics", "HIGHER_IS_BETTER"]
+
+HIGHER_IS_BETTER = {"accuracy": True, "accuracy_macro": True, "mae": False, "r2": True, "loss": False}
+
+
+def default_metrics(task: str, width: int, macro: bool = False) -> dict[str, torchmetrics.Metric]:
+    """Metrics shown for ``task`` with a model output of ``width`` columns.
+
+    ``macro=True`` adds ``accuracy_macro`` (mean of per-class recall), labelled as such.
+    """
+    if task == "multiclass":
+        out = {"accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=width, average="micro")}
+        if macro:
+            out["accuracy_macro"] = torchmetrics.Accuracy(task="multiclass", num_classes=width, average="macro")
+        return out
+    if task == "binary":
+        return {"accuracy": torchmetrics.Accuracy(task="binary")}
+    return {"mae": torchmetrics.MeanAbsoluteError(), "r2": torchmetrics.R2Score()}
+
+
+def canonical_predictions(task: str, output: torch.Tensor) -> torch.Tensor:
+    """Predictions torchmetrics can take unambiguously: class indices ``(N,)`` for
+    multiclass (argmax of logits), 0/1 ints for binary (logit > 0, i.e. sigmoid > 0.5,
+    decided here rather than per batch by torchmetrics), and the raw values for regression."""
+    if task == "multiclass":
+        return output.argmax(1)
+    if task == "binary":
+        return (output > 0).long().reshape(-1)
+    return output.reshape(-1)
+
+
+class MetricSet:
+    """The metrics of one split. ``record`` is called per step, ``flush`` per refresh."""
+
+    def __init__(self, task: str, metrics: dict[str, torchmetrics.Metric], device: torch.device) -> None:
+        self.task = task
+        self.metrics = {name: m.to(device) for name, m in metrics.items()}
+        self._preds: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def to(self, device: torch.device) -> None:
+        """Move the metric state (after a device change)."""
+        self.flush()
+        for m in self.metrics.values():
+            m.to(device)
+
+    def record(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep this batch's predictions and targets (device tensors, no sync)."""
+        self._preds.append(canonical_predictions(self.task, output.detach()))
+        self._targets.append(target.detach().reshape(-1) if self.task != "multiclass" else target.detach())
+
+    def flush(self) -> None:
+        """Feed everything recorded since the last flush to torchmetrics in one update each."""
+        if not self._preds:
+            return
+        preds, targets = torch.cat(self._preds), torch.cat(self._targets)
+        self._preds, self._targets = [], []
+        if self.task == "binary":
+            targets = targets.long()
+        for m in self.metrics.values():
+            m.update(preds, targets)
+
+    def compute(self) -> dict[str, float]:
+        """Epoch values as Python floats (NaN where a metric had too few samples, e.g. R2 of one)."""
+        self.flush()
+        out: dict[str, float] = {}
+        for name, m in self.metrics.items():
+            try:
+                out[name] = float(m.compute())
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                out[name] = math.nan
+        return out
+
+    def discard_pending(self) -> None:
+        """Drop batches recorded since the last flush (their steps were not applied)."""
+        self._preds, self._targets = [], []
+
+    def reset(self) -> None:
+        """Forget the epoch: recorded batches and torchmetrics state."""
+        self._preds, self._targets = [], []
+        for m in self.metrics.values():
+            m.reset()
+
+    def names(self) -> list[str]:
+        """Metric names in display order."""
+        return list(self.metrics)
