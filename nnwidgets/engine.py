@@ -334,6 +334,32 @@ class Trainer(LoopMixin):
             self._record("setting", name="optimizer", old=old, new=type(self.optimizer).__name__,
                          message=f"optimizer changed from {old} to {type(self.optimizer).__name__}")
 
+    def save(self, path: str) -> str:
+        """Save a checkpoint that ``torch.load(path)`` reads with ``weights_only=True``:
+        model and optimizer state dicts, epoch, step, settings and the history as plain
+        numbers. Returns the path.
+
+        Raises:
+            RuntimeError: while running (pause or stop first).
+        """
+        from .checkpoint import save_checkpoint
+        with self._ctl:
+            return save_checkpoint(self, path)
+
+    @classmethod
+    def load(cls, path: str, model: nn.Module, train_data: Any, val_data: Any = None, **kwargs: Any) -> "Trainer":
+        """A Trainer for ``model`` continuing from the checkpoint at ``path`` (weights,
+        optimizer state when the optimizer kind matches, epoch/step counters, history).
+
+        Raises:
+            nnwidgets.checkpoint.CheckpointError: the file is not a safe nnwidgets checkpoint
+                (never retried with ``weights_only=False``).
+        """
+        from .checkpoint import load_checkpoint, restore
+        trainer = cls(model, train_data, val_data, **kwargs)
+        restore(trainer, load_checkpoint(path, map_location=trainer.device))
+        return trainer
+
     def on(self, event: Event | str, handler: Callable[..., Any], every: int = 1) -> RemovableHandle:
         """Call ``handler(trainer, **info)`` at ``event`` (see :mod:`nnwidgets.events`);
         returns a handle with ``.remove()``."""
