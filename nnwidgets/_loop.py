@@ -137,7 +137,8 @@ class LoopMixin:
         if self._custom_step is not None:
             return move_to(batch, self.device), None
         x, y = split_batch(batch)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if not (self._on_cpu and x.is_cpu and y.is_cpu):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         return self._prepared.plan.apply(x, y)
 
     def _call_custom_step(self, batch: Any) -> tuple[torch.Tensor, Any, Any]:

@@ -1,6 +1,6 @@
 """Per-split metric state: torchmetrics objects fed canonical predictions in batches.
 
-Per step the loop only keeps references to detached predictions and targets (no host
+Per step the loop only keeps references to detached outputs and targets (no host
 sync, no torchmetrics call); at each flush they are concatenated and given to the
 torchmetrics objects in one ``update``. One ``MetricSet`` per split (train, val), reset at
 the start of every epoch, so an epoch's value is ``compute()`` over that epoch only.
@@ -62,16 +62,20 @@ class MetricSet:
             m.to(device)
 
     def record(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        """Keep this batch's predictions and targets (device tensors, no sync)."""
-        self._preds.append(canonical_predictions(self.task, output.detach()))
-        self._targets.append(target.detach().reshape(-1) if self.task != "multiclass" else target.detach())
+        """Keep this batch's detached outputs and targets (no compute, no sync); the
+        predictions are derived for all recorded batches at once in :meth:`flush`."""
+        self._preds.append(output.detach())
+        self._targets.append(target.detach())
 
     def flush(self) -> None:
         """Feed everything recorded since the last flush to torchmetrics in one update each."""
         if not self._preds:
             return
-        preds, targets = torch.cat(self._preds), torch.cat(self._targets)
+        outputs, targets = torch.cat(self._preds), torch.cat(self._targets)
         self._preds, self._targets = [], []
+        preds = canonical_predictions(self.task, outputs)
+        if self.task != "multiclass":
+            targets = targets.reshape(-1)
         if self.task == "binary":
             targets = targets.long()
         for m in self.metrics.values():

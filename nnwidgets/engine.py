@@ -102,6 +102,7 @@ class Trainer(LoopMixin):
         self._task_arg, self._loss_arg, self._metrics_arg, self._macro = task, loss, metrics, macro
         self._custom_step, self._grad_stats = step, grad_stats
         self.device = resolve_device(device)
+        self._on_cpu = self.device.type == "cpu"
         self.model.to(self.device)
         for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0)):
@@ -305,7 +306,7 @@ class Trainer(LoopMixin):
                 for k, v in st.items():
                     if torch.is_tensor(v) and k != "step":
                         st[k] = v.to(dev)
-            self.device, self._snap = dev, None
+            self.device, self._snap, self._on_cpu = dev, None, dev.type == "cpu"
             if self._prepared is not None:
                 self._train_metrics.to(dev)
                 self._val_metrics.to(dev)
@@ -392,7 +393,7 @@ class Trainer(LoopMixin):
         try:
             if self._prepared is None:
                 self._prepare()
-            self._warm_until = self.step + WARMUP_STEPS
+            self._warm_until = WARMUP_STEPS  # only the very first steps of a trainer are flushed one by one
             self._snapshot()
             self._bus.fire(Event.FIT_STARTED, self, epoch=self.epoch, step=self.step)
             self._run_epochs()
