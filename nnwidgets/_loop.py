@@ -19,10 +19,11 @@ import torch
 
 from .events import Event
 
-__all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET"]
+__all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET", "SNAPSHOT_INTERVAL_S"]
 
 WARMUP_STEPS = 10     # steps flushed one by one at the start of a run (first points, exact NaN step)
-GRAD_BUDGET = 0.02    # gradient statistics may take at most this share of step time
+GRAD_BUDGET = 0.01    # gradient statistics may take at most this share of step time
+SNAPSHOT_INTERVAL_S = 1.0  # rollback copies of the weights are refreshed at most this often
 NONFINITE_FIXES = ("lower the learning rate (e.g. 10x), standardise the features (zero mean, unit variance), "
                    "or clip gradients with torch.nn.utils.clip_grad_norm_")
 
@@ -59,6 +60,7 @@ class LoopMixin:
                         batch = next(self._batch_iter)
                     except StopIteration:
                         break
+                self._epoch_batches += 1
                 self._train_step(batch)
             self._end_epoch()
 
@@ -69,7 +71,7 @@ class LoopMixin:
             self._pending_batch, prep.first_batch = prep.first_batch, None
         else:
             self._batch_iter = iter(prep.loader)
-        self._epoch_loss_sum, self._epoch_n, self._epoch_steps = 0.0, 0, 0
+        self._epoch_loss_sum, self._epoch_n, self._epoch_steps, self._epoch_batches = 0.0, 0, 0, 0
         self._train_metrics.reset()
         self._epoch_t0 = time.perf_counter()
         self._bus.fire(Event.EPOCH_STARTED, self, epoch=self.epoch)
@@ -77,7 +79,7 @@ class LoopMixin:
     def _end_epoch(self) -> None:
         from .data import DataError
         self._flush()
-        if self._epoch_steps == 0:
+        if self._epoch_batches == 0:
             raise DataError(f"train_data yielded no batches in epoch {self.epoch}; "
                             "a generator can be iterated only once - pass a DataLoader or a list of batches")
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
@@ -222,28 +224,44 @@ class LoopMixin:
         self._attention = True
 
     # ------------------------------------------------------------------ snapshots
-    def _snapshot(self) -> None:
-        """Copy weights, buffers and optimizer state after a verified flush (rollback target)."""
+    def _snapshot(self, force: bool = False) -> None:
+        """Copy weights, buffers and optimizer state after a verified flush: the rollback
+        target when a non-finite loss is found after it was applied. Taken at most every
+        ``SNAPSHOT_INTERVAL_S`` into preallocated tensors (``copy_``, no allocation)."""
+        now = time.perf_counter()
+        if not force and now - self._snap_t < SNAPSHOT_INTERVAL_S:
+            return
+        self._snap_t = now
         with torch.no_grad():
             tensors = list(self.model.parameters()) + list(self.model.buffers())
-            self._snap = {
-                "step": self.step, "n_hist": self.history.n_steps,
-                "tensors": [t.detach().clone() for t in tensors],
-                "opt": {p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
-                        for p, st in self.optimizer.state.items()},
-            }
+            for p, st in self.optimizer.state.items():
+                tensors += [v for v in st.values() if torch.is_tensor(v)]
+            old = self._snap
+            if old is None or len(old["tensors"]) != len(tensors) or any(
+                    a.shape != b.shape or a.device != b.device for a, b in zip(old["tensors"], tensors)):
+                copies = [t.detach().clone() for t in tensors]
+            else:
+                copies = old["tensors"]
+                for c, t in zip(copies, tensors):
+                    c.copy_(t)
+            # optimizer state entries in the order their tensors were appended above;
+            # non-tensor values (e.g. an int step count) are kept as they are
+            entries = [(p, k, None if torch.is_tensor(v) else v)
+                       for p, st in self.optimizer.state.items() for k, v in st.items()]
+            self._snap = {"step": self.step, "n_hist": self.history.n_steps, "tensors": copies,
+                          "opt_entries": entries}
 
     def _restore_snapshot(self) -> None:
         snap = self._snap
         if snap is None:
             return
+        saved = iter(snap["tensors"])
         with torch.no_grad():
-            tensors = list(self.model.parameters()) + list(self.model.buffers())
-            for t, saved in zip(tensors, snap["tensors"]):
-                t.copy_(saved)
-        self.optimizer.state.clear()
-        for p, st in snap["opt"].items():
-            self.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
+            for t in list(self.model.parameters()) + list(self.model.buffers()):
+                t.copy_(next(saved))
+            self.optimizer.state.clear()
+            for p, k, plain in snap["opt_entries"]:
+                self.optimizer.state[p][k] = next(saved).clone() if plain is None else plain
         self.history.truncate_steps(snap["n_hist"])
         self.step = snap["step"]
 

@@ -24,14 +24,18 @@ def default_metrics(task: str, width: int, macro: bool = False) -> dict[str, tor
     """Metrics shown for ``task`` with a model output of ``width`` columns.
 
     ``macro=True`` adds ``accuracy_macro`` (mean of per-class recall), labelled as such.
+    Inputs are checked once on the first batch (``nnwidgets.data``), so torchmetrics' own
+    per-update validation is turned off (``validate_args=False``).
     """
     if task == "multiclass":
-        out = {"accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=width, average="micro")}
+        out = {"accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=width, average="micro",
+                                                 validate_args=False)}
         if macro:
-            out["accuracy_macro"] = torchmetrics.Accuracy(task="multiclass", num_classes=width, average="macro")
+            out["accuracy_macro"] = torchmetrics.Accuracy(task="multiclass", num_classes=width, average="macro",
+                                                          validate_args=False)
         return out
     if task == "binary":
-        return {"accuracy": torchmetrics.Accuracy(task="binary")}
+        return {"accuracy": torchmetrics.Accuracy(task="binary", validate_args=False)}
     return {"mae": torchmetrics.MeanAbsoluteError(), "r2": torchmetrics.R2Score()}
 
 
@@ -52,6 +56,7 @@ class MetricSet:
     def __init__(self, task: str, metrics: dict[str, torchmetrics.Metric], device: torch.device) -> None:
         self.task = task
         self.metrics = {name: m.to(device) for name, m in metrics.items()}
+        self._updated = False
         self._preds: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
 
@@ -80,12 +85,16 @@ class MetricSet:
             targets = targets.long()
         for m in self.metrics.values():
             m.update(preds, targets)
+        self._updated = True
 
     def compute(self) -> dict[str, float]:
         """Epoch values as Python floats (NaN where a metric had too few samples, e.g. R2 of one)."""
         self.flush()
         out: dict[str, float] = {}
         for name, m in self.metrics.items():
+            if not self._updated:
+                out[name] = math.nan
+                continue
             try:
                 out[name] = float(m.compute())
             except (ValueError, RuntimeError, ZeroDivisionError):
@@ -99,6 +108,7 @@ class MetricSet:
     def reset(self) -> None:
         """Forget the epoch: recorded batches and torchmetrics state."""
         self._preds, self._targets = [], []
+        self._updated = False
         for m in self.metrics.values():
             m.reset()
 

@@ -129,7 +129,7 @@ class Trainer(LoopMixin):
         self._batch_iter = self._pending_batch = None
         self._loss_buf: list = []
         self._n_buf: list = []
-        self._snap = None
+        self._snap, self._snap_t = None, 0.0
         self._probe = None
         self._step_time: float | None = None
         self._tool_time = 0.0
@@ -394,7 +394,7 @@ class Trainer(LoopMixin):
             if self._prepared is None:
                 self._prepare()
             self._warm_until = WARMUP_STEPS  # only the very first steps of a trainer are flushed one by one
-            self._snapshot()
+            self._snapshot(force=True)
             self._bus.fire(Event.FIT_STARTED, self, epoch=self.epoch, step=self.step)
             self._run_epochs()
         except StopRun:
