@@ -6,6 +6,7 @@ completed run can be started again and continues from where it is.
 """
 from __future__ import annotations
 
+import collections.abc
 import math
 import threading
 import time
@@ -87,7 +88,7 @@ class Trainer(LoopMixin):
                 continue
             if not hasattr(d, "__iter__"):
                 raise TypeError(f"{name} must be a DataLoader or an iterable of (x, y) batches, got {type(d).__name__}")
-            if iter(d) is d:
+            if isinstance(d, collections.abc.Iterator):  # iter() would start DataLoader workers
                 raise TypeError(f"{name} is a one-shot iterator ({type(d).__name__}); it would be empty from the "
                                 "second epoch on - pass a DataLoader or a list of batches")
         if task not in ("auto", "multiclass", "binary", "regression"):
