@@ -27,6 +27,9 @@ SNAPSHOT_INTERVAL_S = 1.0  # rollback copies of the weights are refreshed at mos
 NONFINITE_FIXES = ("lower the learning rate (e.g. 10x), standardise the features (zero mean, unit variance), "
                    "or clip gradients with torch.nn.utils.clip_grad_norm_")
 
+_OWN_BACKWARD = ("the step function called loss.backward() itself; return the loss instead - "
+                 "nnwidgets calls zero_grad(), backward() and optimizer.step()")
+
 
 def _batch_size(y: Any) -> int:
     """Samples in a batch: the first dimension of the target (1 for a 0-d or missing one)."""
@@ -118,7 +121,8 @@ class LoopMixin:
         now = time.perf_counter()
         if now - self._last_flush >= self.flush_interval_s or self.step < self._warm_until:
             if not self._flush(current=loss, now=now):
-                return  # non-finite loss: this step is not applied, the run pauses
+                self._pending_batch = batch  # non-finite loss: not applied; retried when the run resumes
+                return
         self._phase = "optimizer step"
         opt.step()
         self._loss_buf.append(loss.detach())
@@ -148,8 +152,7 @@ class LoopMixin:
             result = self._custom_step(self.model, batch)
         except RuntimeError as e:
             if "backward through the graph a second time" in str(e):
-                raise RuntimeError("the step function called loss.backward() itself; return the loss instead - "
-                                   "nnwidgets calls zero_grad(), backward() and optimizer.step()") from e
+                raise RuntimeError(_OWN_BACKWARD) from e
             raise
         out = y = None
         if isinstance(result, dict):
@@ -162,6 +165,8 @@ class LoopMixin:
         if not loss.requires_grad:
             raise TypeError("the step function returned a loss without a gradient graph: return the loss "
                             "before calling backward() or .item(), and do not compute it under torch.no_grad()")
+        if self.step < self._warm_until and any(p.grad is not None for p in self.model.parameters()):
+            raise RuntimeError(_OWN_BACKWARD)  # grads were cleared just before: the step filled them
         return loss, out, y
 
     # ------------------------------------------------------------------ flush
