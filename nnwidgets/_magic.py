@@ -1,0 +1,219 @@
+"""The ``%%train`` cell magic (also usable as the line magic ``%train``): parse the line, build a :class:`~nnwidgets.Trainer` and a
+``TrainingPanel`` exactly as a Python user would, show the panel, start training.
+
+No training logic lives here. Loaded by ``%load_ext nnwidgets`` (see
+:func:`nnwidgets.load_ipython_extension`); the widget classes are imported on first use.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import weakref
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+__all__ = ["TrainMagics", "register", "WAIT_ENV", "DEFAULT_PANEL_NAME"]
+
+WAIT_ENV = "NNWIDGETS_WAIT"
+"""Environment variable: when set to anything but ``""``/``0``/``false``, every ``%%train``
+behaves as if ``--wait`` was given (for nbclient, ``nbconvert --execute``, Run All)."""
+
+DEFAULT_PANEL_NAME = "_nnw_panel"
+"""Notebook variable that always holds the panel of the latest ``%%train`` cell."""
+
+_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+_TASKS = ("auto", "multiclass", "binary", "regression")
+
+
+def _wait_from_env() -> bool:
+    return os.environ.get(WAIT_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _lookup(user_ns: dict, expr: str, role: str) -> Any:
+    """The notebook object named ``expr`` (a variable name, or an expression such as
+    ``loaders[0]``), or a UsageError that names the closest defined variable."""
+    if expr.isidentifier():
+        if expr in user_ns:
+            return user_ns[expr]
+        public = [k for k in user_ns if not k.startswith("_")]
+        close = difflib.get_close_matches(expr, public, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"{role}: name {expr!r} is not defined in the notebook{hint}")
+    try:
+        return eval(expr, user_ns)  # noqa: S307 - the notebook's own expression, in its own namespace
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"{role}: could not evaluate {expr!r}: {type(e).__name__}: {e}") from None
+
+
+def _check_loader(loader: Any, expr: str, role: str) -> None:
+    """A UsageError when ``loader`` is not iterable or yields no batch."""
+    from torch import nn
+    if not hasattr(loader, "__iter__") or isinstance(loader, (nn.Module, str, bytes)):
+        raise UsageError(f"{role} {expr!r} is a {type(loader).__name__}, not a DataLoader "
+                         "or an iterable of (x, y) batches")
+    try:
+        empty = len(loader) == 0
+    except TypeError:  # no length: look at the first batch of a fresh iterator
+        if iter(loader) is loader:
+            return  # a one-shot iterator: the Trainer refuses it with its own message
+        empty = next(iter(loader), None) is None
+    if empty:
+        raise UsageError(f"{role} {expr!r} yields no batches (is the dataset empty, or "
+                         "drop_last=True with fewer rows than batch_size?)")
+
+
+def _resolve_loss(user_ns: dict, name: str | None) -> Any:
+    if name is None or name == "auto":
+        return "auto"
+    from ._targets import LOSS_NAMES, _loss_key
+    if _loss_key(name) in LOSS_NAMES:
+        return name
+    if name in user_ns:
+        return user_ns[name]
+    raise UsageError(f"--loss: unknown loss {name!r}; use one of {', '.join(['auto', *LOSS_NAMES])} "
+                     "or the name of a loss module/function defined in the notebook")
+
+
+def _display_panel(panel: Any) -> None:
+    from IPython.display import display
+    shown = panel if any(hasattr(panel, a) for a in ("_repr_mimebundle_", "_ipython_display_")) else panel.widget
+    display(shown)
+
+
+def _stop(trainer: Any) -> None:
+    if getattr(trainer, "state", None) in ("running", "paused"):
+        trainer.stop()
+        trainer.wait(10)
+
+
+def _retire_previous(panels: Any, user_ns: dict, name: str | None, model: Any) -> None:
+    """Make room for a new run: a panel that ``--name`` rebinds (a re-run cell) is stopped and
+    closed (its updater thread ends); any other run of the same model object is stopped, so
+    two threads never train one model."""
+    old = user_ns.get(name) if name else None
+    if old is not None and old in panels:
+        _stop(old.trainer)
+        old.close()
+        panels.discard(old)
+    for other in list(panels):
+        if other.trainer.model is model:
+            _stop(other.trainer)
+
+
+@magics_class
+class TrainMagics(Magics):
+    """IPython magics of nnwidgets (one instance per shell; it remembers the panels it made)."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self._panels: weakref.WeakSet = weakref.WeakSet()
+
+    @magic_arguments("%train")  # usage line reads "%%train ..."
+    @argument("model", help="name of the torch.nn.Module to train")
+    @argument("train_loader", help="name of the training DataLoader (or re-iterable of (x, y) batches)")
+    @argument("--val", metavar="VAL", default=None, help="name of the validation DataLoader")
+    @argument("--epochs", type=int, default=10, metavar="N", help="epochs to train (default 10)")
+    @argument("--lr", type=float, default=None, metavar="X", help="learning rate (default 0.01)")
+    @argument("--momentum", type=float, default=None, metavar="X",
+              help="momentum (SGD/RMSprop) or Adam's first beta")
+    @argument("--weight-decay", type=float, default=None, metavar="X", help="L2 weight decay")
+    @argument("--dropout", type=float, default=None, metavar="P",
+              help="dropout probability p for every nn.Dropout of the model")
+    @argument("--optimizer", default="sgd", choices=_OPTIMIZERS, help="optimizer (default sgd)")
+    @argument("--loss", default=None, metavar="NAME",
+              help="auto, cross_entropy, nll, bce, mse, l1, smooth_l1, huber, or a notebook name")
+    @argument("--task", default="auto", choices=_TASKS, help="task (default: from loss, output and targets)")
+    @argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    @argument("--seed", type=int, default=None, metavar="N", help="torch.manual_seed for shuffling/dropout")
+    @argument("--name", default=None, metavar="NAME",
+              help=f"bind the panel to this notebook variable (default {DEFAULT_PANEL_NAME}); "
+                   "its .trainer is the Trainer")
+    @argument("--wait", action="store_true",
+              help=f"block until training ends (Run All, nbclient); also when ${WAIT_ENV}=1")
+    @argument("--no-start", action="store_true", help="show the panel but do not start training")
+    @line_cell_magic
+    def train(self, line: str, cell: str | None = None) -> None:
+        """Train MODEL on TRAIN_LOADER with a live, steerable panel.
+
+        The cell body (optional) runs first in the notebook namespace, so a model and loaders
+        built there start from fresh weights each time the cell is re-run. Then a
+        nnwidgets.Trainer is built from the options, its TrainingPanel is shown, and
+        training starts in a background thread: the cell returns at once and the panel's
+        sliders (learning rate, momentum, weight decay, dropout) change the running loop.
+        Re-running a cell with --name stops and closes the panel bound to that name, and a
+        still-running earlier run of the same model object is stopped. IPython refuses a
+        %%train cell without a body: write the line as %train (single %) instead.
+
+        With --wait (or the environment variable NNWIDGETS_WAIT=1, for Run All and
+        nbclient, where sliders cannot act) the cell blocks until training ends, and a
+        failed run is reported as a short error. The panel is bound to the notebook
+        variable given by --name, or else to _nnw_panel; panel.trainer is the Trainer
+        and panel.trainer.history its History.
+
+        Example::
+
+            %%train model train_loader --val val_loader --epochs 30 --lr 0.05 --momentum 0.9 --name run
+            model = nn.Sequential(nn.Linear(9, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
+        """
+        args = parse_argstring(TrainMagics.train, line)
+        shell = self.shell
+        if args.name is not None and not args.name.isidentifier():
+            raise UsageError(f"--name: {args.name!r} is not a valid Python variable name")
+        if cell and cell.strip():
+            result = shell.run_cell(cell, store_history=False)
+            if not result.success:
+                err = result.error_in_exec or result.error_before_exec
+                raise UsageError(f"the cell body failed ({type(err).__name__}: {err}); nothing was trained")
+        ns = shell.user_ns
+        model = _lookup(ns, args.model, "model")
+        from torch import nn
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"model {args.model!r} is a {type(model).__name__}, not a torch.nn.Module")
+        train_data = _lookup(ns, args.train_loader, "train_loader")
+        _check_loader(train_data, args.train_loader, "train_loader")
+        val_data = None
+        if args.val is not None:
+            val_data = _lookup(ns, args.val, "--val")
+            _check_loader(val_data, args.val, "--val")
+        loss = _resolve_loss(ns, args.loss)
+        _retire_previous(self._panels, ns, args.name, model)
+
+        from .engine import Trainer
+        try:
+            trainer = Trainer(model, train_data, val_data, task=args.task, loss=loss, optimizer=args.optimizer,
+                              lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                              dropout=args.dropout, epochs=args.epochs, device=args.device, seed=args.seed)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise UsageError(str(e)) from None
+        from .widgets.panel import TrainingPanel
+        panel = TrainingPanel(trainer)
+        self._panels.add(panel)
+        ns[args.name or DEFAULT_PANEL_NAME] = panel
+        _display_panel(panel)
+        if args.no_start:
+            return
+        trainer.start()
+        if args.wait or _wait_from_env():
+            _wait(trainer)
+
+
+def _wait(trainer: Any) -> None:
+    """Block until the run ends; a failure or Ctrl-C becomes one short UsageError line."""
+    try:
+        trainer.wait()
+    except KeyboardInterrupt:
+        trainer.stop()
+        trainer.wait(10)
+        raise UsageError(f"interrupted: training stopped at epoch {trainer.epoch}, step {trainer.step}") from None
+    if trainer.state == "failed":
+        events = [e for e in trainer.history.event_records if e.get("kind") == "error"]
+        message = events[-1]["message"] if events else f"{type(trainer.error).__name__}: {trainer.error}"
+        raise UsageError(f"training failed: {message}")
+
+
+def register(ipython: Any) -> None:
+    """Register the ``%%train`` cell magic (and ``%train`` line magic) on an IPython shell."""
+    ipython.register_magics(TrainMagics)

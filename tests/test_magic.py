@@ -1,0 +1,215 @@
+"""``%%train`` against a real in-process IPython shell (``IPython.testing.globalipapp``)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV, TrainMagics
+
+OPTIONS = ["--val", "--epochs", "--lr", "--momentum", "--weight-decay", "--dropout", "--optimizer",
+           "--loss", "--task", "--device", "--seed", "--name", "--wait", "--no-start"]
+
+
+def _loader(n: int = 64, batch_size: int = 16) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # 3 classes
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=g)
+
+
+@pytest.fixture
+def ip(monkeypatch):
+    monkeypatch.delenv(WAIT_ENV, raising=False)
+    globalipapp.start_ipython()  # once per process; later calls do nothing
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "nnwidgets")
+    shell.user_ns.update(
+        nn=nn, torch=torch, train_loader=_loader(), val_loader=_loader(32),
+        model=nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3)),
+        empty_loader=DataLoader(TensorDataset(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))),
+        not_a_model=[1, 2, 3],
+    )
+    yield shell
+    for value in list(shell.user_ns.values()):
+        trainer = getattr(value, "trainer", None)
+        if trainer is not None and hasattr(trainer, "wait"):
+            trainer.stop()
+            trainer.wait(10)
+            value.close()  # ends the panel's updater thread
+    for name in ("run", "run2", DEFAULT_PANEL_NAME, "model", "counter", "fresh"):
+        shell.user_ns.pop(name, None)
+
+
+def test_options_reach_the_trainer(ip):
+    ip.run_line_magic("train", "model train_loader --val val_loader --epochs 3 --lr 0.2 --momentum 0.5 "
+                      "--weight-decay 0.001 --dropout 0.3 --device cpu --seed 1 --name run --no-start")
+    panel = ip.user_ns["run"]
+    trainer = panel.trainer
+    assert DEFAULT_PANEL_NAME not in ip.user_ns  # only unnamed runs are bound there
+    assert trainer.model is ip.user_ns["model"]
+    assert trainer.val_data is ip.user_ns["val_loader"]
+    assert trainer.epochs == 3
+    assert trainer.device == torch.device("cpu")
+    assert trainer.settings == pytest.approx({"lr": 0.2, "momentum": 0.5, "weight_decay": 0.001, "dropout": 0.3})
+    assert type(trainer.optimizer).__name__ == "SGD"
+    assert trainer.state == "idle"  # --no-start
+
+
+def test_optimizer_task_and_loss(ip):
+    ip.run_line_magic("train", "model train_loader --optimizer adam --lr 0.003 --task multiclass "
+                      "--loss cross_entropy --name run --no-start")
+    trainer = ip.user_ns["run"].trainer
+    assert type(trainer.optimizer).__name__ == "Adam"
+    assert trainer.settings["lr"] == pytest.approx(0.003)
+    assert trainer.task == "multiclass"
+
+
+def test_wait_trains_to_completion(ip):
+    ip.run_line_magic("train", "model train_loader --val val_loader --epochs 2 --lr 0.1 --wait --name run")
+    trainer = ip.user_ns["run"].trainer
+    assert trainer.state == "completed"
+    assert [r["epoch"] for r in trainer.history.epoch_records] == [0, 1]
+    assert trainer.history.n_steps == 2 * 4  # 64 rows / batch 16, two epochs
+    assert "val_accuracy" in trainer.history.epoch_records[-1]
+
+
+def test_env_variable_means_wait(ip, monkeypatch):
+    monkeypatch.setenv(WAIT_ENV, "1")
+    ip.run_line_magic("train", "model train_loader --epochs 2")
+    assert ip.user_ns[DEFAULT_PANEL_NAME].trainer.state == "completed"
+
+
+def test_without_wait_returns_while_training_runs_in_background(ip):
+    ip.run_line_magic("train", "model train_loader --epochs 200 --name run")
+    trainer = ip.user_ns["run"].trainer
+    assert trainer.state in ("running", "completed")
+    assert trainer._thread is not None and trainer._thread.name == "nnwidgets-trainer"
+    trainer.stop()
+    assert trainer.wait(10)
+    assert trainer.state in ("stopped", "completed")
+
+
+def test_body_runs_first_and_rerun_gives_fresh_model(ip):
+    body = ("counter = globals().get('counter', 0) + 1\n"
+            "fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))\n")
+    ip.run_cell_magic("train", "fresh train_loader --epochs 1 --wait --name run", body)
+    first = ip.user_ns["run"].trainer
+    assert ip.user_ns["counter"] == 1 and first.model is not None
+    ip.run_cell_magic("train", "fresh train_loader --epochs 1 --wait --name run", body)
+    second = ip.user_ns["run"].trainer
+    assert ip.user_ns["counter"] == 2
+    assert second.model is ip.user_ns["fresh"] and second.model is not first.model
+
+
+def test_rerun_stops_the_previous_run(ip):
+    ip.run_line_magic("train", "model train_loader --epochs 500 --name run")
+    first = ip.user_ns["run"].trainer
+    ip.run_line_magic("train", "model train_loader --epochs 1 --wait --name run")
+    assert first.state in ("stopped", "completed")
+    assert ip.user_ns["run"].trainer is not first
+
+
+def test_line_magic_form(ip):
+    ip.run_line_magic("train", "model train_loader --epochs 1 --wait --name run")
+    assert ip.user_ns["run"].trainer.state == "completed"
+
+
+def test_empty_cell_body_points_to_line_magic(ip):
+    # IPython itself refuses a %%train cell without a body and suggests the line magic.
+    with pytest.raises(UsageError, match=re.escape("Did you mean the line magic %train (single %)?")):
+        ip.run_cell_magic("train", "model train_loader", "")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("modle train_loader", "model: name 'modle' is not defined in the notebook; did you mean 'model'?"),
+    ("model train_lodaer", "train_loader: name 'train_lodaer' is not defined in the notebook; "
+                           "did you mean 'train_loader'?"),
+    ("model train_loader --val vall_loader", "--val: name 'vall_loader' is not defined in the notebook; "
+                                             "did you mean 'val_loader'?"),
+    ("zzzzzz train_loader", "model: name 'zzzzzz' is not defined in the notebook"),
+    ("not_a_model train_loader", "model 'not_a_model' is a list, not a torch.nn.Module"),
+    ("model empty_loader", "train_loader 'empty_loader' yields no batches"),
+    ("model train_loader --val empty_loader", "--val 'empty_loader' yields no batches"),
+    ("model model", "train_loader 'model' is a Sequential, not a DataLoader"),
+    ("model train_loader --lr abc", "argument --lr: invalid float value: 'abc'"),
+    ("model train_loader --epochs 1.5", "argument --epochs: invalid int value: '1.5'"),
+    ("model train_loader --optimizer lbfgs", "argument --optimizer: invalid choice: 'lbfgs'"),
+    ("model train_loader --task ranking", "argument --task: invalid choice: 'ranking'"),
+    ("model train_loader --lr -1", "lr must be a finite number > 0, got -1.0"),
+    ("model train_loader --epochs 0", "epochs must be >= 1, got 0"),
+    ("model train_loader --loss hinge", "--loss: unknown loss 'hinge'; use one of auto, cross_entropy"),
+    ("model train_loader --name 1run", "--name: '1run' is not a valid Python variable name"),
+    ("model train_loader --device tpu", "tpu"),
+    ("model", "the following arguments are required: train_loader"),
+])
+def test_errors_are_short_usage_errors(ip, line, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ip.run_cell_magic("train", line, "# body\n")
+    assert DEFAULT_PANEL_NAME not in ip.user_ns  # nothing was built
+
+
+def test_dropout_on_a_model_without_dropout(ip):
+    ip.user_ns["plain"] = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(UsageError, match="dropout"):
+        ip.run_cell_magic("train", "plain train_loader --dropout 0.5", "# body\n")
+
+
+def test_failing_body_stops_before_training(ip):
+    with pytest.raises(UsageError, match=re.escape("the cell body failed (ZeroDivisionError: division by zero); "
+                                                   "nothing was trained")):
+        ip.run_cell_magic("train", "model train_loader", "1 / 0\n")
+
+
+def test_failed_run_with_wait_is_one_short_error(ip):
+    ip.run_cell("class Boom(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        super().__init__(); self.fc = nn.Linear(4, 3)\n"
+                "    def forward(self, x):\n"
+                "        raise RuntimeError('boom in forward')\n")
+    with pytest.raises(UsageError, match=r"^training failed: .*boom in forward"):
+        ip.run_cell_magic("train", "boom train_loader --wait --name run", "boom = Boom()\n")
+    assert ip.user_ns["run"].trainer.state == "failed"
+
+
+def test_help_lists_every_option(ip, capsys):
+    doc = TrainMagics.train.__doc__
+    assert doc.lstrip(": \n").startswith("%%train")
+    for option in OPTIONS + ["model", "train_loader", WAIT_ENV, DEFAULT_PANEL_NAME]:
+        assert option in doc, option
+    assert ip.object_inspect_text("%%train").count("--weight-decay") >= 1
+    ip.run_cell("%%train?")
+    shown = capsys.readouterr().out
+    for option in OPTIONS:
+        assert option in shown, option
+
+
+def test_panel_is_displayed(ip, monkeypatch):
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    ip.run_line_magic("train", "model train_loader --name run --no-start")
+    panel = ip.user_ns["run"]
+    assert len(shown) == 1 and shown[0] in (panel, getattr(panel, "widget", panel))
+
+
+def test_rerun_with_name_closes_the_old_panel(ip):
+    ip.run_line_magic("train", "model train_loader --epochs 500 --name run")
+    first = ip.user_ns["run"]
+    ip.run_line_magic("train", "model train_loader --epochs 1 --name run --no-start")
+    assert first.trainer.state == "stopped"
+    assert first._closed.is_set() and not first._thread.is_alive()  # updater thread ended
+    assert ip.user_ns["run"] is not first
+
+
+def test_new_run_of_the_same_model_stops_the_old_one_but_keeps_its_panel(ip):
+    ip.run_line_magic("train", "model train_loader --epochs 500 --name run")
+    first = ip.user_ns["run"]
+    ip.run_line_magic("train", "model train_loader --epochs 1 --name run2 --no-start")
+    assert first.trainer.state == "stopped"
+    assert ip.user_ns["run"] is first and not first._closed.is_set()
