@@ -1,0 +1,247 @@
+"""TrainingPanel: controls, status and tabbed views of one Trainer, kept live by ONE thread.
+
+Layout (an ``ipywidgets.VBox``, usable in any layout and in Voilà)::
+
+    controls   Start / Pause / Step / Stop · optimizer · device · sliders
+    status     state · progress · steps/s · ETA · overhead · notices and errors
+    Tab        Training charts | Gradients | Parameters | Network | Decision boundary
+
+Each tab is a view (``.widget`` to show, ``refresh(trainer)`` to update); ``panel.views`` is the
+list of ``(title, view)`` and :meth:`TrainingPanel.add_tab` appends one. The Network tab is added
+when :mod:`nnwidgets.widgets.network` imports, the Decision boundary tab when
+:mod:`nnwidgets.widgets.boundary` imports and the training features have 2 columns.
+
+The updater thread (a daemon, started by the constructor) calls every view's ``refresh`` under
+``hold_sync()`` at most once per ``update_interval_s`` (≥ 0.2 s, so ≤ 5 Hz) while the run is
+running. In any other state it checks a cheap signature (state, step, events, settings, frozen
+layers) once per ``IDLE_INTERVAL_S`` and refreshes only when something changed, so a finished
+run gets one final refresh and then costs almost nothing. A button click wakes it early
+(still throttled). An exception raised by a view is written once into the notices box; the
+thread keeps going. ``close()`` stops and joins the thread and closes the widgets; it does not
+stop training (call ``trainer.stop()`` for that).
+"""
+from __future__ import annotations
+
+import collections
+import time
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from .controls import ControlsView
+from .parameters import ParametersView
+from .status import StatusView
+
+__all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "IDLE_INTERVAL_S"]
+
+MIN_INTERVAL_S = 0.2   # ≤ 5 refreshes per second
+IDLE_INTERVAL_S = 1.0  # signature checks while nothing runs
+_SHARE_WINDOW_S = 5.0
+
+
+def _chart_tabs(trainer: Any) -> list[tuple[str, Any]]:
+    """``(title, factory)`` of the training-charts view (none while :mod:`.charts` is absent)."""
+    try:
+        from .charts import TrainingCharts
+    except ImportError:
+        return []
+    return [("Training charts", TrainingCharts)]
+
+
+def _gradient_tabs(trainer: Any) -> list[tuple[str, Any]]:
+    try:
+        from .gradients import GradientView
+    except ImportError:
+        return []
+    return [("Gradients", GradientView)]
+
+
+def _two_feature_inputs(trainer: Any) -> Any:
+    """The training features ``(N, 2)`` when they can be read without iterating a loader
+    (a ``TensorDataset`` behind a DataLoader, or a list of batches); else ``None``."""
+    data = trainer.train_data
+    x = None
+    tensors = getattr(getattr(data, "dataset", None), "tensors", None)
+    if tensors:
+        x = tensors[0]
+    elif isinstance(data, (list, tuple)) and data:
+        first = data[0]
+        x = first.get("x") if isinstance(first, dict) else first[0] if isinstance(first, (list, tuple)) else None
+    shape = getattr(x, "shape", None)
+    return x if shape is not None and len(shape) == 2 and shape[1] == 2 else None
+
+
+def _extra_tabs(trainer: Any) -> list[tuple[str, Any]]:
+    """``(title, factory)`` of the Network and Decision boundary views where available."""
+    tabs = []
+    try:
+        from .network import NetworkView
+    except ImportError:
+        pass
+    else:
+        tabs.append(("Network", lambda: NetworkView(trainer)))
+    x = _two_feature_inputs(trainer)
+    if x is not None:
+        try:
+            from .boundary import DecisionBoundaryView
+        except ImportError:
+            pass
+        else:
+            tabs.append(("Decision boundary", lambda: DecisionBoundaryView(trainer, x)))
+    return tabs
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+class TrainingPanel(w.VBox):
+    """Live panel for one :class:`~nnwidgets.engine.Trainer` (an ``ipywidgets.VBox``).
+
+    Args:
+        trainer: the Trainer to show and steer.
+        update_interval_s: seconds between refreshes while running (≥ 0.2).
+        charts, gradients, parameters: include the Training charts, Gradients and
+            Parameters tabs.
+
+    Attributes:
+        trainer: the Trainer. controls: :class:`ControlsView`. status: :class:`StatusView`.
+        views: list of ``(title, view)`` shown as tabs, in order.
+        tab: the ``ipywidgets.Tab``. refreshes: number of refreshes done so far.
+
+    Raises:
+        ValueError: ``update_interval_s`` < 0.2.
+
+    Example:
+        >>> p = TrainingPanel(Trainer(model, loader, epochs=20))   # doctest: +SKIP
+        >>> p                                                      # shows it; press Start  # doctest: +SKIP
+    """
+
+    def __init__(self, trainer: Any, *, update_interval_s: float = 0.2, charts: bool = True,
+                 gradients: bool = True, parameters: bool = True) -> None:
+        if not update_interval_s >= MIN_INTERVAL_S:
+            raise ValueError(f"update_interval_s must be >= {MIN_INTERVAL_S} s (at most 5 refreshes per "
+                             f"second), got {update_interval_s!r}")
+        self.trainer = trainer
+        self.update_interval_s = float(update_interval_s)
+        self.refreshes = 0
+        self.views: list[tuple[str, Any]] = []
+        self._failed_views: set[tuple[str, str]] = set()
+        self._closed, self._wake = threading.Event(), threading.Event()
+        self._shares: collections.deque = collections.deque()
+        self.status = StatusView(trainer)
+        self.controls = ControlsView(trainer, notify=self.status.log, on_action=self._wake.set)
+        self.tab = w.Tab()
+        super().__init__(children=[self.controls.widget, self.status.widget, self.tab])
+        tabs = (_chart_tabs(trainer) if charts else []) + (_gradient_tabs(trainer) if gradients else [])
+        if parameters:
+            tabs.append(("Parameters", lambda: ParametersView(trainer, notify=self.status.log)))
+        for title, factory in tabs + _extra_tabs(trainer):
+            try:
+                self.add_tab(title, factory())
+            except Exception as e:  # noqa: BLE001 - an optional view must not break the panel
+                self.status.log(f"the {title} tab could not be built: {type(e).__name__}: {e}")
+        self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
+        self._thread.start()
+
+    def add_tab(self, title: str, view: Any) -> None:
+        """Append a tab showing ``view.widget``; ``view.refresh(trainer)`` is then called by the
+        updater thread like the built-in views."""
+        self.views.append((title, view))
+        self.tab.children = [v.widget for _, v in self.views]
+        for i, (t, _) in enumerate(self.views):
+            self.tab.set_title(i, t)
+
+    # ---------------------------------------------------------------- the updater thread
+    def _signature(self) -> tuple:
+        t = self.trainer
+        return (t.state, t.step, len(t.history.event_records), tuple(t.settings.values()),
+                id(t.optimizer), str(t.device), tuple(p.requires_grad for p in t.model.parameters()))
+
+    def _run(self) -> None:
+        last_sig, last_refresh = None, -float("inf")
+        while not self._closed.is_set():
+            wall0, cpu0 = time.perf_counter(), time.thread_time()
+            kicked = self._wake.is_set()
+            self._wake.clear()
+            try:
+                running = self.trainer.state == "running"
+                sig = None if running else self._signature()
+                if running or kicked or sig != last_sig:
+                    self.refresh()
+                    last_refresh = time.perf_counter()
+                    last_sig = None if running else self._signature()
+            except Exception as e:  # noqa: BLE001 - the thread must outlive any error
+                self._log_once("panel", e)
+            self._account(wall0, time.perf_counter(), time.thread_time() - cpu0)
+            gap = max(0.0, last_refresh + self.update_interval_s - time.perf_counter())
+            if self._closed.wait(gap):
+                break
+            if self.trainer.state != "running":
+                self._wake.wait(IDLE_INTERVAL_S)
+
+    def _account(self, wall0: float, wall1: float, cpu: float) -> None:
+        """Keep ``(time, cpu seconds)`` of the last ``_SHARE_WINDOW_S`` seconds; the CPU share
+        of this thread is their sum over the window's wall time."""
+        shares = self._shares
+        shares.append((wall1, cpu))
+        while len(shares) > 1 and wall1 - shares[0][0] > _SHARE_WINDOW_S:
+            shares.popleft()
+        span = wall1 - shares[0][0] if len(shares) > 1 else wall1 - wall0
+        self.status.ui_share = sum(c for _, c in shares) / span if span > 0 else 0.0
+
+    def refresh(self) -> None:
+        """Refresh every view once (the updater thread calls this; safe to call by hand)."""
+        t = self.trainer
+        with self.hold_sync():
+            for title, view in [("Status", self.status), ("Controls", self.controls)] + self.views:
+                try:
+                    with view.widget.hold_sync():
+                        view.refresh(t)
+                except Exception as e:  # noqa: BLE001 - one broken view must not stop the others
+                    self._log_once(title, e)
+        self.refreshes += 1
+
+    def _log_once(self, title: str, error: BaseException) -> None:
+        key = (title, f"{type(error).__name__}: {error}")
+        if key not in self._failed_views:
+            self._failed_views.add(key)
+            self.status.log(f"refreshing the {title} view failed: {key[1]} (the panel keeps updating the others)",
+                            kind="error")
+
+    def close(self) -> None:
+        """Stop and join the updater thread (≤ 1 s), close the widgets. Training goes on."""
+        for flag in (getattr(self, "_closed", None), getattr(self, "_wake", None)):
+            if flag is not None:  # absent when __init__ raised
+                flag.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+        for _, view in [("Status", getattr(self, "status", None)), ("Controls", getattr(self, "controls", None))] \
+                + list(getattr(self, "views", [])):
+            if view is not None:
+                try:
+                    view.close() if hasattr(view, "close") else _close_tree(view.widget)
+                except Exception:  # noqa: BLE001 - closing must always finish
+                    pass
+        if getattr(self, "tab", None) is not None:
+            self.tab.close()
+        super().close()
+
+
+def panel(model: Any, train_data: Any, val_data: Any = None, **trainer_kwargs: Any) -> TrainingPanel:
+    """Build a :class:`~nnwidgets.engine.Trainer` and its :class:`TrainingPanel`; nothing starts
+    until Start is pressed (or ``panel.trainer.start()`` is called).
+
+    Args:
+        model, train_data, val_data, **trainer_kwargs: as for ``Trainer``.
+
+    Example:
+        >>> p = panel(model, train_loader, val_loader, epochs=30, lr=0.05)   # doctest: +SKIP
+        >>> p                                                                 # doctest: +SKIP
+    """
+    from ..engine import Trainer
+    return TrainingPanel(Trainer(model, train_data, val_data, **trainer_kwargs))

@@ -1,0 +1,181 @@
+"""Run status: state, progress with ETA, steps/s, overhead, and the notices/errors box.
+
+Everything the user or the run wrote (notices, error messages, module names) is inserted as
+text: the HTML widgets here get ``html.escape``d strings only.
+
+Where the numbers come from:
+
+* progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
+  loader has no length);
+* steps/s: optimizer steps per second of wall time over the last ``RATE_WINDOW_S`` seconds,
+  sampled at each refresh from ``trainer.step`` (O(1) per refresh; ``History`` has no O(1)
+  reader for the newest ``time_s``); before two samples exist while running, the average of
+  the newest epoch record (``step / time_s``);
+* ETA: remaining steps ÷ steps/s;
+* overhead: ``trainer.overhead`` (share of the run's wall time spent in nnwidgets' loop-side work)
+  plus :attr:`StatusView.ui_share`, the share of wall time the panel's updater thread spent on
+  the CPU over the last seconds (``time.thread_time()`` deltas ÷ wall-clock deltas, measured by
+  the panel inside that thread). Widget messages serialised on ipykernel's IOPub thread are not
+  counted.
+"""
+from __future__ import annotations
+
+import collections
+import html
+import threading
+import time
+from typing import Any
+
+import ipywidgets as w
+
+__all__ = ["StatusView", "NOTICE_KINDS", "format_duration"]
+
+NOTICE_KINDS = ("notice", "error", "nonfinite")
+RATE_WINDOW_S = 5.0
+_COLORS = {"notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
+_STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
+_FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
+                "Fix the cause, then press Start to continue from there.")
+
+
+def format_duration(seconds: float) -> str:
+    """``3725.2`` → ``"1:02:05"``; ``65`` → ``"1:05"``; non-finite or negative → ``"–"``."""
+    if not (seconds >= 0) or seconds == float("inf"):
+        return "–"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class StatusView:
+    """State line, progress bar, rates and the newest-first notices/errors box.
+
+    Args:
+        trainer: the Trainer shown.
+        max_notices: newest entries kept in the box.
+
+    Attributes:
+        widget: the ``ipywidgets.VBox``.
+        state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``Label`` with
+            epoch/step, steps/s, ETA and overhead. failure: ``HTML``, the error of a failed run.
+        notices: ``HTML``, escaped entries newest first.
+        ui_share: panel updater CPU share (0..1), written by the panel before each refresh.
+        steps_per_s, eta_s: the last computed values (``None`` when unknown).
+    """
+
+    def __init__(self, trainer: Any, max_notices: int = 50) -> None:
+        self.max_notices = int(max_notices)
+        self.ui_share = 0.0
+        self.steps_per_s: float | None = None
+        self.eta_s: float | None = None
+        self._lock = threading.Lock()
+        self._items: list[tuple[str, str]] = []  # (kind, text) in arrival order
+        self._n_events = 0
+        self._shown_items = -1
+        self._samples: collections.deque = collections.deque()
+        self.state = w.HTML()
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
+                                      layout=w.Layout(width="360px"))
+        self.info = w.Label()
+        self.failure = w.HTML()
+        self.notices = w.HTML(layout=w.Layout(max_height="140px", overflow="auto"))
+        self.widget = w.VBox([w.HBox([self.state, self.progress, self.info]), self.failure, self.notices])
+        self.refresh(trainer)
+
+    def log(self, message: str, kind: str = "panel") -> None:
+        """Add a message of the panel's own (a rejected setting, a view that failed); any thread."""
+        with self._lock:
+            self._items.append((kind, str(message)))
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """``(kind, text)`` of every entry, newest first (text unescaped)."""
+        with self._lock:
+            return list(reversed(self._items))
+
+    def refresh(self, trainer: Any) -> None:
+        """Read the trainer and history; rebuild the notices box only when entries were added."""
+        state = trainer.state
+        color = _STATE_COLORS.get(state, "#333333")
+        self.state.value = f'<b style="color:{color}">{html.escape(state)}</b>'
+        self._progress(trainer, state)
+        self._events(trainer)
+        self._failure(trainer, state)
+
+    # ---------------------------------------------------------------- pieces
+    def _rate(self, trainer: Any, state: str) -> float | None:
+        now, step = time.perf_counter(), trainer.step
+        if state != "running":
+            self._samples.clear()
+            return None
+        self._samples.append((now, step))
+        while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW_S:
+            self._samples.popleft()
+        t0, s0 = self._samples[0]
+        if now - t0 > 0.1 and step > s0:
+            return (step - s0) / (now - t0)
+        epochs = trainer.history.epoch_records
+        if epochs and epochs[-1].get("time_s"):
+            return epochs[-1]["step"] / epochs[-1]["time_s"]
+        return None
+
+    def _progress(self, trainer: Any, state: str) -> None:
+        spe, target, step, epoch = trainer.steps_per_epoch, trainer.target_epochs, trainer.step, trainer.epoch
+        if spe:
+            total, done = max(1, spe * target), min(step, spe * target)
+        else:
+            total, done = max(1, target), min(epoch, target)
+        with self.progress.hold_sync():
+            self.progress.max = total
+            self.progress.value = done
+        rate = self._rate(trainer, state)
+        self.steps_per_s = rate
+        self.eta_s = (spe * target - step) / rate if rate and spe else None
+        parts = [f"epoch {min(epoch + (state == 'running'), max(target, 1))}/{target}",
+                 f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
+        if rate:
+            parts.append(f"{rate:,.1f} steps/s")
+        if self.eta_s is not None:
+            parts.append(f"ETA {format_duration(self.eta_s)}")
+        engine = float(trainer.overhead)
+        parts.append(f"overhead {100 * (engine + self.ui_share):.1f} % "
+                     f"(loop {100 * engine:.1f} %, panel {100 * self.ui_share:.1f} %)")
+        self.info.value = " · ".join(parts)
+
+    def _events(self, trainer: Any) -> None:
+        events = trainer.history.event_records
+        if len(events) != self._n_events:
+            if len(events) < self._n_events:  # a new History (checkpoint load)
+                self._n_events = 0
+            new = [(e["kind"], self._event_text(e)) for e in events[self._n_events:] if e["kind"] in NOTICE_KINDS]
+            self._n_events = len(events)
+            with self._lock:
+                self._items.extend(new)
+        with self._lock:
+            n = len(self._items)
+            if n == self._shown_items:
+                return
+            self._shown_items = n
+            newest = list(reversed(self._items[-self.max_notices:]))
+        self.notices.value = "".join(
+            f'<div style="white-space:pre-wrap;color:{_COLORS.get(kind, "#333")}"><b>{html.escape(kind)}</b> '
+            f"{html.escape(text)}</div>" for kind, text in newest)
+
+    @staticmethod
+    def _event_text(event: dict) -> str:
+        return f"(epoch {event['epoch']}, step {event['step']}) {event['message'] or event['name']}"
+
+    def _failure(self, trainer: Any, state: str) -> None:
+        if state != "failed":
+            if self.failure.value:
+                self.failure.value = ""
+            return
+        errors = [e for e in trainer.history.event_records[-20:] if e["kind"] == "error"]
+        if errors:
+            message = errors[-1]["message"]
+        else:
+            err = trainer.error
+            message = f"{type(err).__name__}: {err}" if err is not None else "the run failed"
+        self.failure.value = (f'<div style="white-space:pre-wrap;color:#b00020"><b>Training failed.</b> '
+                              f"{html.escape(message)}<br>{html.escape(_FAILED_HINT)}</div>")

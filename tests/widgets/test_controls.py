@@ -1,0 +1,193 @@
+"""ControlsView: buttons and sliders reach the Trainer only through its public methods.
+
+Clicking is ``button.click()``; moving a slider is setting ``.value`` (what a browser's comm
+message does on the kernel side).
+"""
+import time
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nnwidgets import Trainer
+from nnwidgets.widgets.controls import BUTTON_STATES, NO_DROPOUT, ControlsView, available_devices
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Two intra-op threads on a shared 2-core machine run ~40x slower (spinning OpenMP)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def three_class_loader(n=4000, features=4, batch_size=32):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, features, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # 3 classes
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+
+
+def mlp(dropout=False, features=4):
+    layers = [nn.Linear(features, 32), nn.ReLU()] + ([nn.Dropout(0.1)] if dropout else []) + [nn.Linear(32, 3)]
+    return nn.Sequential(*layers)
+
+
+def wait_for(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
+
+
+@pytest.fixture
+def running():
+    """A Trainer running in the background for far longer than a test (stopped afterwards)."""
+    trainers = []
+
+    def make(**kw):
+        t = Trainer(kw.pop("model", None) or mlp(), three_class_loader(), epochs=1000, device="cpu", seed=0, **kw)
+        trainers.append(t)
+        t.start()
+        assert wait_for(lambda: t.step >= 5, 10), "the run did not start"
+        return t
+    yield make
+    for t in trainers:
+        t.stop()
+        t.wait(5)
+
+
+def flags(view):
+    return tuple(not b.disabled for b in (view.start_button, view.pause_button, view.step_button, view.stop_button))
+
+
+def test_lr_slider_reaches_running_loop_within_half_a_second(running):
+    t = running(optimizer="sgd", lr=0.01)
+    view = ControlsView(t)
+    view.lr.value = 0.123
+    assert wait_for(lambda: all(g["lr"] == 0.123 for g in t.optimizer.param_groups), 0.5)
+    ev = [e for e in t.history.event_records if e["kind"] == "setting" and e["name"] == "lr"]
+    assert len(ev) == 1 and ev[0]["old"] == pytest.approx(0.01) and ev[0]["new"] == 0.123
+
+
+def test_stop_button_stops_within_one_second(running):
+    t = running()
+    view = ControlsView(t)
+    view.refresh(t)
+    assert flags(view) == BUTTON_STATES["running"] == (False, True, False, True)
+    view.stop_button.click()
+    assert wait_for(lambda: t.state == "stopped", 1.0)
+    view.refresh(t)
+    assert flags(view) == (True, False, True, False)
+
+
+def test_pause_then_step_runs_exactly_one_step(running):
+    t = running()
+    view = ControlsView(t)
+    view.pause_button.click()
+    assert wait_for(lambda: t.state == "paused", 2)
+    view.refresh(t)
+    assert flags(view) == (True, False, True, True) and view.start_button.description == "Resume"
+    before = t.step
+    time.sleep(0.2)
+    assert t.step == before
+    view.step_button.click()
+    assert wait_for(lambda: t.step == before + 1 and t.state == "paused", 2)
+    time.sleep(0.3)
+    assert t.step == before + 1 and t.state == "paused"
+    view.start_button.click()  # Start resumes a paused run
+    assert wait_for(lambda: t.step > before + 5, 3) and t.state == "running"
+
+
+def test_step_from_idle_runs_one_step_and_pauses():
+    t = Trainer(mlp(), three_class_loader(), epochs=2, device="cpu", seed=0)
+    view = ControlsView(t)
+    assert flags(view) == (True, False, True, False)
+    view.step_button.click()
+    assert wait_for(lambda: t.state == "paused" and t.step == 1, 10)
+    t.stop()
+    assert wait_for(lambda: t.state == "stopped", 2)
+
+
+def test_dropout_disabled_with_reason_without_dropout_layers():
+    t = Trainer(mlp(dropout=False), three_class_loader(), device="cpu")
+    view = ControlsView(t)
+    assert view.dropout.disabled
+    assert "no nn.Dropout" in view.dropout_note.value and view.dropout.tooltip == NO_DROPOUT
+
+
+def test_dropout_slider_sets_p_of_every_dropout_module(running):
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 32), nn.ReLU(),
+                          nn.Dropout(0.2), nn.Linear(32, 3))
+    t = running(model=model)
+    view = ControlsView(t)
+    assert not view.dropout.disabled and view.dropout_note.value == ""
+    view.dropout.value = 0.3
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert wait_for(lambda: all(m.p == 0.3 for m in drops), 0.5)
+    assert len(drops) == 2
+
+
+def test_rejected_setting_is_notified_not_raised():
+    messages = []
+    model = mlp()
+    t = Trainer(model, three_class_loader(), optimizer=torch.optim.Adagrad(model.parameters()), device="cpu")
+    view = ControlsView(t, notify=messages.append)
+    assert view.momentum.disabled and "Adagrad has no momentum" in view.momentum.tooltip
+    view.momentum.value = 0.5  # what a stale browser could still send
+    assert messages == ["Adagrad has no momentum setting; use optimizer='sgd' or 'adam' to tune momentum"]
+    view.refresh(t)
+    assert view.momentum.value == 0.0 and view.momentum.disabled  # back to the Trainer's (absent) value
+
+
+def test_code_changes_are_followed_without_echo(running):
+    t = running(lr=0.01, momentum=0.5)
+    view = ControlsView(t)
+    calls = []
+    real_set = t.set
+    t.set = lambda **kw: (calls.append(kw), real_set(**kw))  # instance attribute shadows the method
+    real_set(lr=0.2, momentum=0.9, weight_decay=1e-3)        # "from code", not through the widget
+    assert wait_for(lambda: t.settings["lr"] == 0.2, 1)
+    view.refresh(t)
+    assert (view.lr.value, view.momentum.value, view.weight_decay.value) == (0.2, 0.9, 1e-3)
+    assert view.weight_decay_on.value is True
+    assert calls == []
+    changes = [e["name"] for e in t.history.event_records if e["kind"] == "setting"]
+    assert sorted(changes) == ["lr", "momentum", "weight_decay"]
+
+
+def test_weight_decay_checkbox_means_zero():
+    t = Trainer(mlp(), three_class_loader(), weight_decay=0.0, device="cpu")
+    view = ControlsView(t)
+    assert view.weight_decay_on.value is False
+    view.weight_decay.value = 1e-3  # moving the slider turns weight decay on
+    assert view.weight_decay_on.value is True
+    assert all(g["weight_decay"] == 1e-3 for g in t.optimizer.param_groups)
+    view.weight_decay_on.value = False
+    assert all(g["weight_decay"] == 0.0 for g in t.optimizer.param_groups)
+    view.weight_decay_on.value = True
+    assert t.settings["weight_decay"] == 1e-3
+
+
+def test_optimizer_and_device_pickers_only_when_not_running(running):
+    t = Trainer(mlp(), three_class_loader(), lr=0.05, device="cpu")
+    view = ControlsView(t)
+    assert not view.optimizer.disabled and not view.device.disabled
+    assert view.device.options[0] == "cpu" and list(view.device.options) == available_devices()
+    view.optimizer.value = "adam"
+    assert isinstance(t.optimizer, torch.optim.Adam) and t.settings["lr"] == 0.05
+    view.device.value = "cpu"
+    r = running()
+    view = ControlsView(r)
+    assert view.optimizer.disabled and view.device.disabled
+
+
+def test_custom_optimizer_is_shown_as_custom():
+    t = Trainer(mlp(), three_class_loader(), device="cpu")
+    t.set_optimizer(torch.optim.Adagrad(t.model.parameters(), lr=0.01))
+    view = ControlsView(t)
+    assert view.optimizer.value == "adagrad" and view.optimizer.label == "Adagrad (custom)"

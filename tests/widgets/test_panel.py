@@ -1,0 +1,233 @@
+"""TrainingPanel: composition, the single throttled updater thread, notices, close()."""
+import html
+import importlib.util
+import sys
+import threading
+import time
+import types
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import nnwidgets
+from nnwidgets import Trainer
+from nnwidgets.widgets.panel import TrainingPanel, panel
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def loader(n=4000, features=4, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, features, generator=g).to(dtype)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+
+
+def mlp(features=4):
+    return nn.Sequential(nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def wait_for(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+class CountingView:
+    """A tab that records when it was refreshed."""
+
+    def __init__(self, fail=False):
+        import ipywidgets
+        self.widget, self.times, self.fail = ipywidgets.Label(), [], fail
+
+    def refresh(self, trainer):
+        self.times.append(time.perf_counter())
+        if self.fail:
+            raise RuntimeError(f"broken view {EVIL}")
+
+
+@pytest.fixture
+def make():
+    made = []
+
+    def build(trainer, **kw):
+        p = TrainingPanel(trainer, **kw)
+        made.append(p)
+        return p
+    yield build
+    for p in made:
+        p.trainer.stop()
+        p.close()
+        p.trainer.wait(5)
+
+
+def test_panel_is_a_vbox_with_controls_status_and_tabs(make):
+    p = make(Trainer(mlp(), loader(), device="cpu"))
+    import ipywidgets
+    assert isinstance(p, ipywidgets.VBox)
+    assert p.children == (p.controls.widget, p.status.widget, p.tab)
+    titles = [t for t, _ in p.views]
+    assert "Parameters" in titles
+    for module, title in (("charts", "Training charts"), ("gradients", "Gradients"), ("network", "Network")):
+        if importlib.util.find_spec(f"nnwidgets.widgets.{module}") is not None:
+            assert title in titles
+    assert [p.tab.get_title(i) for i in range(len(p.views))] == titles
+    assert "Decision boundary" not in titles  # 4 features
+    assert nnwidgets.TrainingPanel is TrainingPanel
+
+
+def test_extra_tabs_hook_for_network_and_boundary(make, monkeypatch):
+    import ipywidgets
+
+    class Fake:
+        def __init__(self, trainer, x=None):
+            self.widget, self.x = ipywidgets.Label(), x
+
+        def refresh(self, trainer):
+            pass
+    monkeypatch.setitem(sys.modules, "nnwidgets.widgets.network", types.SimpleNamespace(NetworkView=Fake))
+    monkeypatch.setitem(sys.modules, "nnwidgets.widgets.boundary", types.SimpleNamespace(DecisionBoundaryView=Fake))
+    data = loader(features=2)
+    p = make(Trainer(mlp(2), data, device="cpu"), charts=False, gradients=False, parameters=False)
+    assert [t for t, _ in p.views] == ["Network", "Decision boundary"]
+    assert p.views[1][1].x is data.dataset.tensors[0]
+    q = make(Trainer(mlp(), loader(), device="cpu"), charts=False, gradients=False, parameters=False)
+    assert [t for t, _ in q.views] == ["Network"]
+
+
+def test_panel_convenience_builds_but_does_not_start(make):
+    p = panel(mlp(), loader(), None, epochs=3, lr=0.05, device="cpu")
+    try:
+        assert isinstance(p, TrainingPanel) and isinstance(p.trainer, Trainer)
+        assert p.trainer.state == "idle" and p.trainer.settings["lr"] == 0.05 and p.trainer.epochs == 3
+        time.sleep(0.3)
+        assert p.trainer.step == 0
+    finally:
+        p.close()
+
+
+def test_update_interval_below_0_2_s_is_refused():
+    with pytest.raises(ValueError, match=r"update_interval_s must be >= 0.2 s"):
+        TrainingPanel(Trainer(mlp(), loader(), device="cpu"), update_interval_s=0.1)
+
+
+def test_refresh_rate_is_at_most_5_hz_while_running(make):
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
+    p = make(t, charts=False, gradients=False, parameters=False)
+    view = CountingView()
+    p.add_tab("count", view)
+    t.start()
+    assert wait_for(lambda: t.step > 5, 10)
+    start = time.perf_counter()
+    time.sleep(2.0)
+    window = [x for x in view.times if start <= x <= start + 2.0]
+    assert 4 <= len(window) <= 10  # 2 s at <= 5 Hz
+    gaps = [b - a for a, b in zip(view.times, view.times[1:])]
+    assert min(gaps) >= 0.2
+    assert [th.name for th in threading.enumerate()].count("nnwidgets-panel-updater") >= 1
+    assert "steps/s" in p.status.info.value and "overhead" in p.status.info.value
+    assert 0 <= p.status.ui_share < 1 and p.status.steps_per_s > 0
+
+
+def test_a_failing_view_is_logged_once_and_the_thread_lives(make):
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
+    p = make(t, charts=False, gradients=False, parameters=False)
+    bad, good = CountingView(fail=True), CountingView()
+    p.add_tab("bad", bad)
+    p.add_tab("good", good)
+    t.start()
+    assert wait_for(lambda: len(good.times) >= 4, 5)
+    assert p._thread.is_alive()
+    logged = [m for k, m in p.status.messages if "broken view" in m]
+    assert logged == [f"refreshing the bad view failed: RuntimeError: broken view {EVIL} "
+                      "(the panel keeps updating the others)"]
+    assert html.escape(EVIL) in p.status.notices.value and EVIL not in p.status.notices.value
+
+
+def test_final_refresh_after_the_run_then_idle(make):
+    t = Trainer(mlp(), loader(n=640), epochs=2, device="cpu")
+    p = make(t, charts=False, gradients=False, parameters=False)
+    view = CountingView()
+    p.add_tab("count", view)
+    t.start()
+    assert t.wait(20) and t.state == "completed"
+    assert wait_for(lambda: "completed" in p.status.state.value, 2)
+    assert p.status.progress.value == p.status.progress.max == 40
+    assert not p.controls.start_button.disabled and p.controls.stop_button.disabled
+    time.sleep(0.3)
+    n = len(view.times)
+    time.sleep(1.5)
+    assert len(view.times) == n  # nothing changed: no refresh
+    t.set(lr=0.5)                # a change from code is still picked up
+    assert wait_for(lambda: p.controls.lr.value == 0.5, 2)
+
+
+def test_notice_box_shows_float64_cast(make):
+    t = Trainer(mlp(), loader(n=320, dtype=torch.float64), epochs=1, device="cpu")
+    p = make(t, charts=False, gradients=False)
+    t.start()
+    assert t.wait(20) and t.state == "completed"
+    assert wait_for(lambda: "float64" in p.status.notices.value, 3)
+    kinds = [k for k, m in p.status.messages if "float64" in m]
+    assert kinds == ["notice"]
+
+
+def test_error_message_is_escaped_and_names_the_fix(make):
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            raise ValueError(f"bad input {EVIL}: reshape x to (N, 4)")
+
+    t = Trainer(Broken(), loader(n=320), epochs=1, device="cpu")
+    p = make(t)
+    t.start()
+    assert t.wait(20) and t.state == "failed"
+    assert wait_for(lambda: "Training failed" in p.status.failure.value, 3)
+    box = p.status.failure.value
+    assert html.escape(EVIL) in box and EVIL not in box
+    assert "ValueError during checking the first batch" in box and "reshape x to (N, 4)" in box and "Traceback" not in box
+    assert html.escape(EVIL) in p.status.notices.value and EVIL not in p.status.notices.value
+
+
+def test_controls_in_the_panel_reach_the_loop_and_errors_go_to_notices(make):
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu", lr=0.01)
+    p = make(t)
+    p.controls.start_button.click()
+    assert wait_for(lambda: t.state == "running" and t.step > 5, 10)
+    p.controls.lr.value = 0.123
+    assert wait_for(lambda: all(g["lr"] == 0.123 for g in t.optimizer.param_groups), 0.5)
+    assert wait_for(lambda: not p.controls.stop_button.disabled, 1)
+    p.controls.dropout.value = 0.5  # no dropout layer: the reason goes to the notices box
+    assert any("no nn.Dropout layer" in m for _, m in p.status.messages)
+    p.controls.stop_button.click()
+    assert wait_for(lambda: t.state == "stopped", 1.0)
+
+
+def test_close_joins_within_a_second_and_training_continues(make):
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
+    p = make(t)
+    t.start()
+    assert wait_for(lambda: t.step > 5, 10)
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    p.close()
+    assert time.perf_counter() - t0 < 1.0
+    assert not p._thread.is_alive()
+    step = t.step
+    assert wait_for(lambda: t.step > step + 20, 5) and t.state == "running"
