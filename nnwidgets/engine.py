@@ -246,7 +246,9 @@ class Trainer(LoopMixin):
         """Block until the background run ends or pauses; True when it did within ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ctl:
-            while self._loop_active and self._state != "paused":
+            # a pause that resume()/step_once() has lifted but the loop has not left yet is no pause
+            while self._loop_active and not (self._state == "paused" and self._pause_requested
+                                             and self._steps_allowed == 0):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
