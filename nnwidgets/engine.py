@@ -237,10 +237,14 @@ class Trainer(LoopMixin):
         self.start()
 
     def stop(self) -> None:
-        """Stop within one step; the model keeps its last completed step."""
+        """Stop within one step; the model keeps its last completed step. A run left paused by
+        a blocking ``fit()`` (no loop active) becomes ``"stopped"`` at once."""
         with self._ctl:
             self._stop_requested, self._attention = True, True
             self._ctl.notify_all()
+            if not self._loop_active and self._state == "paused":
+                self._record("state", name="stopped", new="stopped", message=f"stopped at epoch {self.epoch}, step {self.step}")
+                self._set_state("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the background run ends or pauses; True when it did within ``timeout`` s."""
