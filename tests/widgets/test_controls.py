@@ -191,3 +191,15 @@ def test_custom_optimizer_is_shown_as_custom():
     t.set_optimizer(torch.optim.Adagrad(t.model.parameters(), lr=0.01))
     view = ControlsView(t)
     assert view.optimizer.value == "adagrad" and view.optimizer.label == "Adagrad (custom)"
+
+
+def test_stop_button_stops_a_run_paused_by_blocking_fit():
+    t = Trainer(mlp(), three_class_loader(), epochs=1000, device="cpu")
+    t.on("batch_completed", lambda tr, **_: tr.pause(), every=20)
+    t.fit()  # returns paused after 20 steps
+    view = ControlsView(t)
+    assert t.state == "paused" and flags(view) == (True, False, True, True)
+    view.stop_button.click()
+    assert t.state == "stopped"
+    view.refresh(t)
+    assert flags(view) == (True, False, True, False)
