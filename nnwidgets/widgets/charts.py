@@ -1,0 +1,288 @@
+"""Live training charts (bqplot): loss per step and metrics per epoch, with event markers.
+
+Both charts put the step on x, where *step* counts optimizer updates: the training loss of
+step ``k`` (computed on the weights after ``k`` updates) sits at ``x = k``, an epoch's
+validation numbers at ``x = epoch_records[i]["step"]`` (the updates done when the epoch
+ended), and an event at ``x = event["step"]`` (a setting change at ``x = 6`` acts from the
+update of step 6 on; a non-finite loss at ``x = 2`` is the loss of step 2).
+
+Cost per refresh is O(1) in the run length: only the losses added since the last refresh are
+read (``History.loss_since``), the per-step series go through
+:class:`~nnwidgets.widgets._decimate.MinMaxDecimator`, every line holds ≤ ``max_points``
+float32 points, x and y of a mark are set together under ``hold_sync()``, and a mark whose
+data did not change is not sent again. A refresh in which ``n_steps``, the number of epoch
+records and the number of events are unchanged does nothing.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+
+from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
+from ._marks import EventMarkers, set_xy
+
+__all__ = ["LossChart", "MetricChart", "TrainingCharts"]
+
+_BLUE, _ORANGE = "#1f77b4", "#ff7f0e"
+_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+_NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
+
+
+def _figure(marks: list, axes: list, title: str, height: str) -> bq.Figure:
+    return bq.Figure(marks=marks, axes=axes, title=title, legend_location="top-right",
+                     fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 60},
+                     layout=widgets.Layout(width="100%", height=height))
+
+
+class LossChart:
+    """Training loss per step (raw, faint, plus an EMA line), validation loss per epoch, event
+    markers, and a log-scale toggle for the loss axis.
+
+    Smoothed line: exponential moving average with ``alpha = 2 / (span + 1)``,
+    ``span = max(5, n_steps / 50)`` steps (:func:`~nnwidgets.widgets._decimate.smoothing_alpha`),
+    computed over the decimator's bucket means (a bucket of ``c`` steps counts as ``c`` steps)
+    and thinned by stride to ≤ ``smooth_points`` points. Raw line: the newest ``tail`` losses
+    as they are, older ones as per-bucket min and max, ≤ ``max_points`` points in all.
+    Validation line: ≤ ``epoch_points`` points (stride, newest kept). With the defaults an
+    update after new steps sends ≈ 8–9 KB, one that also adds an epoch and a marker ≤ 14 KB.
+    Non-finite losses are never sent. On the log scale, values ≤ ``log_floor`` are sent as
+    ``log_floor`` (zero or negative losses would break a log axis).
+
+    Args:
+        max_points: most points of the raw loss line (≤ 2,000; at 8 bytes per point the
+            defaults keep one update of the chart under 16 KB).
+        tail: newest steps shown undecimated.
+        smooth_points: most points of the smoothed line.
+        epoch_points: most points of the validation line.
+        max_markers: most event markers shown (the newest).
+        log_floor: smallest loss shown on the log scale.
+        height: CSS height of the figure.
+
+    Attributes:
+        widget: ``VBox([log toggle, figure])``.
+        raw, smooth, val: the bqplot ``Lines`` marks; ``markers``: :class:`EventMarkers`.
+        log_toggle: ``ToggleButton``; ``True`` puts the loss axis on a ``LogScale``.
+
+    Example:
+        >>> chart = LossChart(); chart.refresh(trainer)   # doctest: +SKIP
+        >>> display(chart.widget)                          # doctest: +SKIP
+    """
+
+    def __init__(self, *, max_points: int = 800, tail: int = 300, smooth_points: int = 300,
+                 epoch_points: int = 200, max_markers: int = 50, log_floor: float = 1e-8,
+                 height: str = "320px") -> None:
+        self.smooth_points, self.epoch_points = int(smooth_points), int(epoch_points)
+        self.log_floor = float(log_floor)
+        self._dec = MinMaxDecimator(max_points, tail)
+        self.x_scale = bq.LinearScale()
+        self.y_scale: bq.Scale = bq.LinearScale()
+        sc = {"x": self.x_scale, "y": self.y_scale}
+        self.raw = bq.Lines(scales=dict(sc), colors=[_BLUE], opacities=[0.3], stroke_width=1,
+                            labels=["train loss (per step)"], display_legend=True)
+        self.smooth = bq.Lines(scales=dict(sc), colors=[_BLUE], stroke_width=2.5,
+                               labels=["train loss (EMA)"], display_legend=True)
+        self.val = bq.Lines(scales=dict(sc), colors=[_ORANGE], stroke_width=2, marker="circle",
+                            marker_size=24, labels=["validation loss"], display_legend=True)
+        self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
+        self.y_axis = bq.Axis(scale=self.y_scale, side="left", label="loss", tick_format=".3g")
+        axes = [bq.Axis(scale=self.x_scale, label="step", tick_format="d"), self.y_axis]
+        self.figure = _figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height)
+        self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
+                                               tooltip="Loss axis on a log scale")
+        self.log_toggle.observe(self._on_log, "value")
+        self.widget = widgets.VBox([self.log_toggle, self.figure])
+        self._lock = threading.RLock()  # refresh (updater thread) vs. toggle (kernel thread)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the run shown (the next refresh reads the history from the start)."""
+        with self._lock:
+            self._history, self._n, self._n_epochs = None, 0, 0
+            self._dec.reset()
+            self._val_x: list[float] = []
+            self._val_y: list[float] = []
+            self._sent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            self.markers.reset()
+            for mark in (self.raw, self.smooth, self.val):
+                set_xy(mark, np.zeros(0, np.float32), np.zeros(0, np.float32))
+
+    def refresh(self, trainer: Any) -> None:
+        """Bring the chart up to date with ``trainer.history`` (any object with a ``history``).
+
+        Reads only what was appended since the last call; a new History object resets the
+        chart, and a history that shrank (a rollback) is re-read from the start.
+        """
+        h = trainer.history
+        with self._lock:
+            if h is not self._history or h.n_steps < self._n:
+                self.reset()
+                self._history = h
+            n, records, events = h.n_steps, h.epoch_records, h.event_records
+            if n != self._n:
+                new = h.loss_since(self._n)
+                self._dec.extend(new)
+                self._n += len(new)
+                self._send_steps()
+            if len(records) != self._n_epochs:
+                for r in records[self._n_epochs:]:
+                    v = r.get("val_loss")
+                    if v is not None and math.isfinite(v):
+                        self._val_x.append(float(r["step"]))
+                        self._val_y.append(float(v))
+                self._n_epochs = len(records)
+                x, y = stride_decimate(np.asarray(self._val_x, np.float32), np.asarray(self._val_y, np.float32),
+                                       self.epoch_points)
+                self._send("val", x, y)
+            if len(events) != self.markers.n_events:
+                self.markers.update(events)
+
+    def _send_steps(self) -> None:
+        self._send("raw", *self._dec.points())
+        mx, mean, count = self._dec.means()
+        sm = ema(mean, count, smoothing_alpha(self._dec.n)).astype(np.float32)
+        self._send("smooth", *stride_decimate(mx.astype(np.float32), sm, self.smooth_points))
+
+    def _send(self, name: str, x: np.ndarray, y: np.ndarray) -> None:
+        """Set ``x``/``y`` of mark ``name`` together, clipping y to ``log_floor`` on a log axis."""
+        self._sent[name] = (x, y)
+        if self.log_toggle.value:
+            y = np.maximum(y, np.float32(self.log_floor))
+        set_xy(getattr(self, name), x, y)
+
+    def _on_log(self, change: dict) -> None:
+        with self._lock:
+            self.y_scale = bq.LogScale() if change["new"] else bq.LinearScale()
+            with self.figure.hold_sync():
+                for mark in (self.raw, self.smooth, self.val):
+                    mark.scales = {"x": self.x_scale, "y": self.y_scale}
+                self.y_axis.scale = self.y_scale
+                for name, (x, y) in list(self._sent.items()):
+                    self._send(name, x, y)
+
+
+class MetricChart:
+    """Per-epoch metrics, train (solid) and validation (dashed), on x = step, with markers.
+
+    The metrics are the keys of ``history.epoch_records`` other than epoch/step/loss/lr/time_s:
+    ``accuracy`` (and ``accuracy_macro``) for classification, ``r2`` and ``mae`` for regression,
+    each with its ``val_`` twin when validation data is given. Accuracy-like metrics and R² use
+    the left axis (accuracy on [0, 1]; R² on [-1, 1], values below -1 drawn at -1), all others
+    (MAE, ...) the right axis. Lines are created at the first epoch record.
+
+    Args:
+        max_points: most points per line (stride decimation, newest kept).
+        max_markers: most event markers shown (the newest).
+        height: CSS height of the figure.
+
+    Attributes:
+        widget: the bqplot ``Figure``. ``lines``: ``{record key: Lines}``.
+    """
+
+    def __init__(self, *, max_points: int = 200, max_markers: int = 50, height: str = "280px") -> None:
+        self.max_points = int(max_points)
+        self.x_scale = bq.LinearScale()
+        self.score_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.value_scale = bq.LinearScale()
+        self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
+        self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
+        self.widget = self.figure = _figure(list(self.markers.marks), [self.x_axis], "Metrics", height)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the run shown and remove the metric lines."""
+        self._history, self._n_epochs = None, 0
+        self.lines: dict[str, bq.Lines] = {}
+        self._data: dict[str, tuple[list[float], list[float]]] = {}
+        self.markers.reset()
+        self.figure.marks = list(self.markers.marks)
+        self.figure.axes = [self.x_axis]
+
+    @staticmethod
+    def _bounded(base: str) -> bool:
+        return "accuracy" in base or base == "r2"
+
+    def _build(self, keys: list[str]) -> None:
+        """Create one line per metric key, in record order (train before val)."""
+        bases = list(dict.fromkeys(k[4:] if k.startswith("val_") else k for k in keys))
+        if "r2" in bases:
+            self.score_scale.min = -1.0
+        axes = [self.x_axis]
+        left = [b for b in bases if self._bounded(b)]
+        right = [b for b in bases if not self._bounded(b)]
+        if left:
+            label = "R²" if left == ["r2"] else ", ".join(left)
+            axes.append(bq.Axis(scale=self.score_scale, side="left", label=label, tick_format=".2f"))
+        if right:
+            axes.append(bq.Axis(scale=self.value_scale, side="right",
+                                label=", ".join(b.upper() if b == "mae" else b for b in right), tick_format=".3g"))
+        for key in keys:
+            base = key[4:] if key.startswith("val_") else key
+            scale = self.score_scale if self._bounded(base) else self.value_scale
+            self.lines[key] = bq.Lines(
+                x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales={"x": self.x_scale, "y": scale},
+                colors=[_COLORS[bases.index(base) % len(_COLORS)]], marker="circle", marker_size=20,
+                line_style="dashed" if key.startswith("val_") else "solid", stroke_width=2,
+                labels=[key.replace("_", " ")], display_legend=True)
+            self._data[key] = ([], [])
+        with self.figure.hold_sync():
+            self.figure.marks = [*self.lines.values(), *self.markers.marks]
+            self.figure.axes = axes
+
+    def refresh(self, trainer: Any) -> None:
+        """Add the epoch records and events that appeared since the last call."""
+        h = trainer.history
+        if h is not self._history:
+            self.reset()
+            self._history = h
+        records, events = h.epoch_records, h.event_records
+        if len(records) != self._n_epochs:
+            new = records[self._n_epochs:]
+            if not self.lines:
+                keys = [k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
+                self._build(keys)
+            before = {key: len(xs) for key, (xs, _) in self._data.items()}
+            for r in new:
+                for key, (xs, ys) in self._data.items():
+                    v = r.get(key)
+                    if v is not None and math.isfinite(v):
+                        xs.append(float(r["step"]))
+                        ys.append(max(float(v), -1.0) if key.endswith("r2") else float(v))
+            self._n_epochs = len(records)
+            for key, (xs, ys) in self._data.items():
+                if len(xs) != before[key]:
+                    x, y = stride_decimate(np.asarray(xs, np.float32), np.asarray(ys, np.float32),
+                                           self.max_points)
+                    set_xy(self.lines[key], x, y)
+        if len(events) != self.markers.n_events:
+            self.markers.update(events)
+
+
+class TrainingCharts:
+    """:class:`LossChart` above :class:`MetricChart`, refreshed together.
+
+    Args:
+        loss_kwargs, metric_kwargs: keyword arguments of the two charts.
+
+    Attributes:
+        loss, metrics: the two charts; widget: ``VBox`` of both.
+    """
+
+    def __init__(self, *, loss_kwargs: dict | None = None, metric_kwargs: dict | None = None) -> None:
+        self.loss = LossChart(**(loss_kwargs or {}))
+        self.metrics = MetricChart(**(metric_kwargs or {}))
+        self.widget = widgets.VBox([self.loss.widget, self.metrics.widget])
+
+    def refresh(self, trainer: Any) -> None:
+        """Refresh both charts (see :meth:`LossChart.refresh`)."""
+        self.loss.refresh(trainer)
+        self.metrics.refresh(trainer)
+
+    def reset(self) -> None:
+        """Reset both charts."""
+        self.loss.reset()
+        self.metrics.reset()

@@ -1,0 +1,167 @@
+"""Gradient view (bqplot): per-layer gradient norms over steps, a log10|g| heat map, and a
+line naming the layers whose gradients vanish.
+
+Reads ``history.gradient_norms()``, ``history.last_histogram()`` and the model's modules
+(for layer types, frozen flags and activations); never touches the training loop.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+from torch import nn
+
+from ..stats import activation_after, flag_vanishing
+from ._decimate import stride_decimate
+from ._marks import set_xy
+
+__all__ = ["GradientView"]
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+
+
+def _is_frozen(module: nn.Module | None) -> bool:
+    params = list(module.parameters(recurse=False)) if module is not None else []
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
+class GradientView:
+    """Per-layer gradient norms (log y axis), a log10|g| histogram heat map, and flags.
+
+    * Norm chart: one line per layer, labelled ``"<layer> (<type>)"`` (``"... frozen"`` when
+      all its parameters have ``requires_grad=False``), x = step of the gradient sample,
+      y = L2 norm of the layer's gradient on a ``LogScale``. "No gradient" (NaN) and zero norms
+      are sent as NaN, which bqplot draws as a gap. Samples are thinned by stride so that
+      ``layers × points ≤ max_values`` (and ≤ ``max_points`` per line).
+    * Heat map (``GridHeatMap``): layers on y (first layer on top), log10|g| bins on x, colour =
+      share of the layer's gradient elements in the bin, from the newest histogram. A vanishing
+      layer's mass sits far to the left of the others.
+    * Flags (``HTML``, every user string escaped): :func:`nnwidgets.stats.flag_vanishing` on
+      the newest sample's norms with :func:`nnwidgets.stats.activation_after` of the model
+      (a layer below ``ratio`` × the last layer's norm), plus the list of frozen layers.
+
+    Args:
+        ratio: threshold passed to ``flag_vanishing``.
+        max_points: most points per line.
+        max_values: most float32 values sent by the norm chart in one update (all lines).
+        height: CSS height of each figure.
+
+    Attributes:
+        widget: ``VBox([flags, norm figure, heat map figure])``.
+        lines (bq.Lines), heatmap (bq.GridHeatMap), flags (widgets.HTML).
+        flagged (list[str]): the current ``flag_vanishing`` messages.
+    """
+
+    def __init__(self, *, ratio: float = 1e-4, max_points: int = 2000, max_values: int = 3000,
+                 height: str = "300px") -> None:
+        self.ratio, self.max_points, self.max_values = float(ratio), int(max_points), int(max_values)
+        xs, ys = bq.LinearScale(), bq.LogScale()
+        self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True)
+        layout = widgets.Layout(width="100%", height=height)
+        margin = {"top": 40, "bottom": 40, "left": 70, "right": 140}
+        self.norm_figure = bq.Figure(
+            marks=[self.lines], title="Gradient norm per layer", legend_location="top-right", fig_margin=margin,
+            axes=[bq.Axis(scale=xs, label="step", tick_format="d"),
+                  bq.Axis(scale=ys, side="left", label="‖g‖₂", tick_format=".0e")], layout=layout)
+        rows, cols = bq.OrdinalScale(reverse=True), bq.LinearScale()  # first layer on top
+        colors = bq.ColorScale(colors=["#f7fbff", "#6baed6", "#08306b"], min=0.0)
+        self.heatmap = bq.GridHeatMap(color=None, scales={"row": rows, "column": cols,
+                                      "color": colors}, stroke="transparent", null_color="#ffffff")
+        self.hist_figure = bq.Figure(
+            marks=[self.heatmap], title="log10|g| per layer", fig_margin=margin, layout=layout,
+            axes=[bq.Axis(scale=cols, label="log10 |g|", tick_format=".0f"),
+                  bq.Axis(scale=rows, side="left", label="layer"),
+                  bq.ColorAxis(scale=colors, side="right", label="share", tick_format=".0%")])
+        self.flags = widgets.HTML(value="No gradient samples yet.")
+        self.widget = widgets.VBox([self.flags, self.norm_figure, self.hist_figure])
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the run shown."""
+        self._key: tuple = ()
+        self._model: nn.Module | None = None
+        self._modules: dict[str, nn.Module] = {}
+        self._acts: dict[str, str] = {}
+        self.flagged: list[str] = []
+
+    def _labels(self, layers: list[str], frozen: list[bool]) -> list[str]:
+        out = []
+        for name, fz in zip(layers, frozen):
+            m = self._modules.get(name)
+            kind = type(m).__name__ if m is not None else "?"
+            out.append(f"{name or '(model)'} ({kind}){' frozen' if fz else ''}")
+        return out
+
+    def refresh(self, trainer: Any) -> None:
+        """Redraw from ``trainer.history`` and ``trainer.model`` if a new gradient sample, a
+        new histogram or a freeze change appeared since the last call; otherwise do nothing."""
+        h, model = trainer.history, trainer.model
+        if model is not self._model:
+            self._model = model
+            self._modules = dict(model.named_modules())
+            self._acts = activation_after(model)
+        steps, layers, norms = h.gradient_norms()
+        last = h.last_histogram()
+        frozen_names = tuple(name for name, m in self._modules.items() if _is_frozen(m))
+        frozen = [name in frozen_names for name in layers]
+        key = (id(h), len(steps), tuple(layers), frozen_names, None if last is None else last[3])
+        if key == self._key:
+            return
+        labels_changed = key[2:4] != self._key[2:4]
+        self._key = key
+        labels = self._labels(layers, frozen)
+        if len(steps):
+            self._send_norms(steps, norms, labels, labels_changed)
+        if last is not None:
+            self._send_histogram(last, labels)
+        frozen_labels = self._labels(list(frozen_names), [False] * len(frozen_names))
+        self._send_flags(norms[-1] if len(steps) else None, layers, frozen_labels)
+
+    def _send_norms(self, steps: np.ndarray, norms: np.ndarray, labels: list[str], labels_changed: bool) -> None:
+        L = norms.shape[1]
+        per_line = max(2, min(self.max_points, self.max_values // max(L, 1)))
+        idx, _ = stride_decimate(np.arange(len(steps)), np.arange(len(steps)), per_line)
+        y = norms[idx].T.astype(np.float32)  # (L, k)
+        y[~(y > 0)] = np.nan                  # NaN / 0 / negative: a gap on the log axis
+        with self.lines.hold_sync():
+            if labels_changed:
+                self.lines.labels = labels
+                self.lines.colors = [_PALETTE[i % len(_PALETTE)] for i in range(L)]
+            set_xy(self.lines, steps[idx].astype(np.float32), y)
+
+    def _send_histogram(self, last: tuple, labels: list[str]) -> None:
+        names, edges, counts, step = last
+        counts = np.asarray(counts, dtype=np.float32)
+        if len(names) != len(labels) or counts.ndim != 2:
+            return
+        total = counts.sum(1, keepdims=True)
+        share = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+        if len(labels) == 1:  # bqplot squeezes a (1, bins) colour array to 1-D: add a blank row
+            share, labels = np.concatenate([share, np.zeros_like(share)]), [*labels, " "]
+        with self.heatmap.hold_sync():  # colour first: row/column are validated against its shape
+            self.heatmap.color = share
+            self.heatmap.row = np.asarray(labels, dtype=str)
+            self.heatmap.column = np.asarray(edges, dtype=np.float32)
+        self.hist_figure.title = f"log10|g| per layer (step {int(step)})"
+
+    def _send_flags(self, norms: np.ndarray | None, layers: list[str], frozen_labels: list[str]) -> None:
+        parts = []
+        if norms is None:
+            parts.append("No gradient samples yet.")
+            self.flagged = []
+        else:
+            self.flagged = flag_vanishing(norms, layers, self._acts, ratio=self.ratio)
+            if self.flagged:
+                items = "".join(f"<li>{html.escape(msg)}</li>" for msg in self.flagged)
+                parts.append(f"<b style='color:#d62728'>Vanishing gradients in {len(self.flagged)} "
+                             f"layer(s):</b><ul style='margin:2px 0'>{items}</ul>")
+            else:
+                parts.append(f"No vanishing gradients: every layer's gradient norm is at least "
+                             f"{self.ratio:.0e} × that of the last layer.")
+        if frozen_labels:
+            parts.append("Frozen (no gradient): " + html.escape(", ".join(frozen_labels)))
+        self.flags.value = "<br>".join(parts)

@@ -1,0 +1,287 @@
+"""LossChart / MetricChart: the arrays handed to bqplot equal what the run recorded.
+
+Oracles: PyTorch (the loss of the first step and the final validation loss recomputed on the
+same tensors), pandas (the EMA) and the History itself. No browser.
+"""
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from nnwidgets import Trainer
+from nnwidgets.history import History
+from nnwidgets.widgets._decimate import MinMaxDecimator, smoothing_alpha
+from nnwidgets.widgets.charts import LossChart, MetricChart, TrainingCharts
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Two intra-op threads on a shared 2-core machine run far slower (spinning OpenMP)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def classification_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 8, generator=g)
+    y = torch.randint(0, 3, (96,), generator=g)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def lr_run():
+    """Two one-epoch fits (6 steps each) with ``set(lr=0.1)`` in between; charts refreshed
+    after each fit."""
+    x, y = classification_data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    initial = copy.deepcopy(model)
+    train = DataLoader(TensorDataset(x, y), batch_size=16)           # no shuffle: batch 0 known
+    val = DataLoader(TensorDataset(x, y), batch_size=96)             # one batch: val loss = CE
+    t = Trainer(model, train, val, seed=0, epochs=1, device="cpu")
+    charts = TrainingCharts()
+    t.fit(epochs=1)
+    charts.refresh(t)
+    first = (charts.loss.raw.x.copy(), charts.loss.raw.y.copy())
+    t.set(lr=0.1)
+    t.fit(epochs=1)
+    charts.refresh(t)
+    return SimpleNamespace(t=t, charts=charts, first=first, initial=initial, x=x, y=y)
+
+
+def test_loss_points_equal_history_and_pytorch(lr_run):
+    t, chart = lr_run.t, lr_run.charts.loss
+    a = t.history.arrays()
+    assert t.history.n_steps == 12
+    np.testing.assert_array_equal(chart.raw.x, np.arange(12, dtype=np.float32))
+    np.testing.assert_array_equal(chart.raw.y, a["loss"])
+    assert chart.raw.x.dtype == np.float32 and chart.raw.y.dtype == np.float32
+    # PyTorch oracle: step 0's loss is CE of the initial model on the first batch.
+    expected0 = F.cross_entropy(lr_run.initial(lr_run.x[:16]), lr_run.y[:16]).item()
+    assert chart.raw.y[0] == pytest.approx(expected0, rel=1e-5)
+    # the first refresh (6 steps) was a prefix of the second one
+    np.testing.assert_array_equal(lr_run.first[1], a["loss"][:6])
+
+
+def test_smoothed_line_is_pandas_ema(lr_run):
+    chart, loss = lr_run.charts.loss, lr_run.t.history.arrays()["loss"]
+    alpha = smoothing_alpha(12)
+    assert alpha == pytest.approx(2 / (5 + 1))  # span = max(5, 12 / 50) = 5 steps
+    expected = pd.Series(loss.astype(np.float64)).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    np.testing.assert_array_equal(chart.smooth.x, np.arange(12, dtype=np.float32))
+    np.testing.assert_allclose(chart.smooth.y, expected, rtol=1e-6)
+
+
+def test_validation_loss_at_epoch_end_steps(lr_run):
+    t, chart = lr_run.t, lr_run.charts.loss
+    records = t.history.epoch_records
+    assert [r["step"] for r in records] == [6, 12]
+    np.testing.assert_array_equal(chart.val.x, [6, 12])
+    np.testing.assert_allclose(chart.val.y, [r["val_loss"] for r in records], rtol=1e-6)
+    with torch.no_grad():  # PyTorch oracle for the last epoch: CE of the final model on the val set
+        expected = F.cross_entropy(t.model(lr_run.x), lr_run.y).item()
+    assert chart.val.y[-1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_marker_where_lr_changed(lr_run):
+    for markers in (lr_run.charts.loss.markers, lr_run.charts.metrics.markers):
+        assert markers.steps == [6]
+        assert list(markers.labels.text) == ["lr 0.01\u21920.1"]
+        # one vertical line from (6, 0) to (6, 1) (bqplot squeezes a (1, 2) array to (2,))
+        np.testing.assert_array_equal(np.atleast_2d(markers.lines.x), [[6, 6]])
+        np.testing.assert_array_equal(np.atleast_2d(markers.lines.y), [[0, 1]])
+        np.testing.assert_array_equal(markers.labels.x, [6])
+
+
+def test_metric_chart_accuracy_train_and_val(lr_run):
+    m, records = lr_run.charts.metrics, lr_run.t.history.epoch_records
+    assert list(m.lines) == ["accuracy", "val_accuracy"]
+    for key, line in m.lines.items():
+        np.testing.assert_array_equal(line.x, [6, 12])
+        np.testing.assert_allclose(line.y, [r[key] for r in records], rtol=1e-6)
+    with torch.no_grad():
+        acc = (lr_run.t.model(lr_run.x).argmax(1) == lr_run.y).float().mean().item()
+    assert m.lines["val_accuracy"].y[-1] == pytest.approx(acc, abs=1e-6)
+    assert m.score_scale.min == 0.0 and m.score_scale.max == 1.0
+
+
+def test_refresh_without_changes_sends_nothing(lr_run, monkeypatch):
+    sent = []
+    import ipywidgets
+    monkeypatch.setattr(ipywidgets.Widget, "_send", lambda self, msg, buffers=None: sent.append(msg))
+    lr_run.charts.refresh(lr_run.t)
+    assert sent == []
+
+
+@pytest.fixture(scope="module")
+def c12_run():
+    """Case C12: unscaled features, SGD lr 0.1 momentum 0.9 - the loss becomes inf at step 2."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) * 50
+    y = x.sum(1, keepdim=True)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    t = Trainer(model, [(x, y)], optimizer="sgd", lr=0.1, momentum=0.9, seed=0, epochs=5, device="cpu")
+    t.fit()
+    charts = TrainingCharts()
+    charts.refresh(t)
+    return t, charts
+
+
+def test_c12_keeps_finite_points_and_marks_the_stop(c12_run):
+    t, charts = c12_run
+    assert t.state == "paused" and t.step == 2
+    loss = t.history.arrays()["loss"]
+    finite = np.isfinite(loss)
+    chart = charts.loss
+    np.testing.assert_array_equal(chart.raw.x, np.flatnonzero(finite).astype(np.float32))
+    np.testing.assert_array_equal(chart.raw.y, loss[finite])
+    assert np.isfinite(chart.raw.y).all() and np.isfinite(chart.smooth.y).all()
+    assert chart.raw.y[0] == pytest.approx(2.16e4, rel=0.01)   # the case's step 0
+    assert chart.markers.steps == [2, 2]
+    assert list(chart.markers.labels.text) == ["loss inf", "paused"]
+
+
+def test_c12_regression_metrics_r2_clipped(c12_run):
+    t, charts = c12_run
+    m, records = charts.metrics, t.history.epoch_records
+    assert set(m.lines) == {"mae", "r2"}
+    np.testing.assert_allclose(m.lines["mae"].y, [r["mae"] for r in records], rtol=1e-6)
+    assert records[-1]["r2"] < -1
+    np.testing.assert_allclose(m.lines["r2"].y, [max(r["r2"], -1.0) for r in records], rtol=1e-6)
+    assert m.lines["r2"].scales["y"] is m.score_scale and m.lines["mae"].scales["y"] is m.value_scale
+    assert m.score_scale.min == -1.0
+    assert {a.label for a in m.figure.axes} == {"step", "R²", "MAE"}
+
+
+def fake(h):
+    return SimpleNamespace(history=h)
+
+
+def test_nonfinite_losses_never_sent_and_log_toggle():
+    h = History()
+    h.append_steps(0, np.array([1.0, np.nan, 0.0, np.inf, -2.0, 3.0], dtype=np.float32), lr=0.1, t0=0, t1=1)
+    h.append_epoch({"epoch": 0, "step": 6, "loss": 1.0, "val_loss": 0.0})
+    chart = LossChart(log_floor=1e-6)
+    chart.refresh(fake(h))
+    np.testing.assert_array_equal(chart.raw.x, [0, 2, 4, 5])
+    np.testing.assert_array_equal(chart.raw.y, [1, 0, -2, 3])
+    ema = pd.Series([1.0, 0.0, -2.0, 3.0]).ewm(alpha=smoothing_alpha(6), adjust=False).mean()
+    np.testing.assert_allclose(chart.smooth.y, ema, rtol=1e-6)
+
+    chart.log_toggle.value = True
+    assert type(chart.y_scale).__name__ == "LogScale"
+    assert all(m.scales["y"] is chart.y_scale for m in (chart.raw, chart.smooth, chart.val))
+    assert chart.y_axis.scale is chart.y_scale
+    np.testing.assert_array_equal(chart.raw.y, np.float32([1, 1e-6, 1e-6, 3]))
+    np.testing.assert_array_equal(chart.val.y, np.float32([1e-6]))
+    assert chart.markers.lines.scales["y"] is chart.markers.y_scale  # markers keep their [0, 1] scale
+    h.append_steps(0, np.array([0.5], dtype=np.float32), lr=0.1, t0=1, t1=2)
+    chart.refresh(fake(h))  # new points are clipped too while log is on
+    assert chart.raw.y[-1] == np.float32(0.5) and chart.raw.y.min() == np.float32(1e-6)
+
+    chart.log_toggle.value = False
+    assert type(chart.y_scale).__name__ == "LinearScale" and chart.raw.scales["y"] is chart.y_scale
+    np.testing.assert_array_equal(chart.raw.y, [1, 0, -2, 3, 0.5])
+
+
+def test_long_run_is_decimated_min_max_preserving():
+    rng = np.random.default_rng(0)
+    loss = rng.random(100_000).astype(np.float32)
+    loss[[10, 54_321]] = [-1.0, 9.0]
+    h = History()
+    for start in range(0, len(loss), 1000):
+        h.append_steps(start // 1000, loss[start:start + 1000], lr=0.01, t0=0, t1=1)
+    chart = LossChart()
+    chart.refresh(fake(h))
+    x, y = chart.raw.x, chart.raw.y
+    assert len(x) <= chart._dec.max_points == 800 and len(chart.smooth.x) <= 300
+    assert np.all(np.diff(x) > 0)
+    np.testing.assert_array_equal(y, loss[x.astype(int)])           # every point is a real step
+    assert y.min() == -1.0 and y.max() == 9.0                       # spikes survive
+    np.testing.assert_array_equal(x[-300:], np.arange(99_700, 100_000))  # newest 300 raw
+    assert chart.smooth.x[-1] == 99_999
+
+
+def test_decimator_incremental_equals_bulk():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=20_000)
+    a, b = MinMaxDecimator(1000, 400), MinMaxDecimator(1000, 400)
+    a.extend(v)
+    for i in range(0, len(v), 7):
+        b.extend(v[i:i + 7])
+    xa, ya = a.points()
+    xb, yb = b.points()
+    np.testing.assert_array_equal(xa, xb)   # the bucket layout depends on n only
+    np.testing.assert_array_equal(ya, yb)
+    np.testing.assert_allclose(a.means()[1], b.means()[1], rtol=1e-12)
+    for x, y in ((xa, ya), (xb, yb)):
+        assert len(x) <= 1000
+        np.testing.assert_array_equal(y, v[x.astype(int)].astype(np.float32))
+        assert y.max() == np.float32(v.max()) and y.min() == np.float32(v.min())
+    mx, mean, count = b.means()
+    assert count.sum() == len(v)
+    assert np.sum(mean * count) == pytest.approx(v.sum())
+
+
+def test_new_history_or_rollback_resets():
+    h = History()
+    h.append_steps(0, np.arange(1, 11, dtype=np.float32), lr=0.1, t0=0, t1=1)
+    chart = LossChart()
+    chart.refresh(fake(h))
+    h.truncate_steps(4)
+    chart.refresh(fake(h))
+    np.testing.assert_array_equal(chart.raw.y, [1, 2, 3, 4])
+    h2 = History()
+    h2.append_steps(0, np.float32([7, 8]), lr=0.1, t0=0, t1=1)
+    chart.refresh(fake(h2))
+    np.testing.assert_array_equal(chart.raw.y, [7, 8])
+    assert math.isclose(chart.smooth.y[0], 7)
+
+
+def test_metric_chart_waits_for_first_epoch():
+    h = History()
+    h.append_steps(0, np.float32([1, 2]), lr=0.1, t0=0, t1=1)
+    m = MetricChart()
+    m.refresh(fake(h))
+    assert m.lines == {} and len(m.figure.axes) == 1
+    h.append_epoch({"epoch": 0, "step": 2, "loss": 1.5, "accuracy": 0.5, "accuracy_macro": 0.4, "lr": 0.1})
+    m.refresh(fake(h))
+    assert list(m.lines) == ["accuracy", "accuracy_macro"]
+    np.testing.assert_array_equal(m.lines["accuracy_macro"].y, np.float32([0.4]))
+
+
+def test_refresh_during_background_run_matches_fresh_chart():
+    """Refreshing while the loop appends (as the panel's updater thread does) ends in the
+    same arrays as one refresh after the run."""
+    import time
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2000, 8, generator=g), torch.randint(0, 3, (2000,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    t = Trainer(model, DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True),
+                DataLoader(TensorDataset(x, y), batch_size=500), epochs=3, device="cpu")
+    live = TrainingCharts()
+    t.start()
+    while t.state in ("idle", "running"):
+        live.refresh(t)
+        time.sleep(0.05)
+    t.wait(60)
+    live.refresh(t)
+    assert t.state == "completed" and t.history.n_steps == 750
+    fresh = TrainingCharts()
+    fresh.refresh(t)
+    for name in ("raw", "smooth", "val"):
+        a, b = getattr(live.loss, name), getattr(fresh.loss, name)
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_allclose(a.y, b.y, rtol=1e-6)  # bucket sums added in another order
+    for key, line in fresh.metrics.lines.items():
+        np.testing.assert_array_equal(live.metrics.lines[key].y, line.y)

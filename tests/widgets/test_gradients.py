@@ -1,0 +1,128 @@
+"""GradientView: norms per layer, log10|g| heat map and vanishing-gradient flags (case C13)."""
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nnwidgets import Trainer
+from nnwidgets.history import History
+from nnwidgets.widgets.gradients import GradientView
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def c13_trainer(act, epochs=2):
+    """Case C13: 10 x (Linear(16, 16) + act) + Linear(16, 3), one batch of 64."""
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(10):
+        layers += [nn.Linear(16, 16), act()]
+    layers.append(nn.Linear(16, 3))
+    model = nn.Sequential(*layers)
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    t = Trainer(model, [(x, y)], epochs=epochs, grad_every=1, seed=0, device="cpu")
+    t.fit()
+    return t
+
+
+@pytest.fixture(scope="module")
+def sigmoid_run():
+    t = c13_trainer(nn.Sigmoid)
+    view = GradientView()
+    view.refresh(t)
+    return t, view
+
+
+def test_c13_sigmoid_first_layers_flagged(sigmoid_run):
+    t, view = sigmoid_run
+    _, layers, norms = t.history.gradient_norms()
+    assert norms[-1, 0] / norms[-1, -1] < 1e-6  # the case's symptom, as recorded
+    assert view.flagged and "layer '0' (followed by Sigmoid)" in view.flagged[0]
+    assert "Sigmoid" in view.flags.value and "Vanishing gradients in" in view.flags.value
+    assert "&#x27;0&#x27;" in view.flags.value   # quotes escaped: text, never HTML
+    flagged_layers = [m.split("'")[1] for m in view.flagged]
+    assert flagged_layers[0] == "0" and "20" not in flagged_layers
+
+
+def test_c13_relu_not_flagged():
+    view = GradientView()
+    view.refresh(c13_trainer(nn.ReLU))
+    assert view.flagged == []
+    assert view.flags.value.startswith("No vanishing gradients")
+
+
+def test_norm_lines_equal_history(sigmoid_run):
+    t, view = sigmoid_run
+    steps, layers, norms = t.history.gradient_norms()
+    assert len(layers) == 11 and len(steps) == 2
+    # PyTorch oracle for the layer list: every Linear, in model order
+    assert layers == [name for name, m in t.model.named_modules() if isinstance(m, nn.Linear)]
+    assert view.lines.labels == [f"{n} (Linear)" for n in layers]
+    np.testing.assert_array_equal(view.lines.x, steps.astype(np.float32))
+    np.testing.assert_array_equal(view.lines.y, norms.T)
+    assert type(view.lines.scales["y"]).__name__ == "LogScale"
+
+
+def test_heatmap_is_share_of_elements_per_bin(sigmoid_run):
+    t, view = sigmoid_run
+    names, edges, counts, step = t.history.last_histogram()
+    np.testing.assert_allclose(view.heatmap.color, counts / counts.sum(1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(view.heatmap.column, edges, rtol=1e-6)
+    assert list(view.heatmap.row) == [f"{n} (Linear)" for n in names]
+    # the vanishing first layer's mass sits far left of the last layer's
+    centres = (edges[:-1] + edges[1:]) / 2
+    mean_log = (view.heatmap.color * centres).sum(1)
+    assert mean_log[0] < mean_log[-1] - 3
+    assert f"step {step}" in view.hist_figure.title
+
+
+def test_frozen_layer_named_and_gap():
+    t = c13_trainer(nn.ReLU, epochs=1)
+    t.freeze("0")
+    t.fit(epochs=1)
+    view = GradientView()
+    view.refresh(t)
+    assert view.lines.labels[0] == "0 (Linear) frozen"
+    assert np.isnan(view.lines.y[0, -1]) and np.isfinite(view.lines.y[1:, -1]).all()
+    assert "Frozen (no gradient): 0 (Linear)" in view.flags.value
+
+
+def test_user_strings_escaped_and_refresh_skips_when_unchanged(monkeypatch):
+    model = nn.Sequential(OrderedDict([("<b>x</b>", nn.Linear(2, 2)), ("act", nn.Sigmoid()),
+                                       ("out", nn.Linear(2, 1))]))
+    h = History()
+    h.append_gradients(5, ["<b>x</b>", "out"], np.float32([1e-9, 0.0]))
+    h.append_gradients(9, ["<b>x</b>", "out"], np.float32([np.nan, 1.0]))
+    h.append_gradients(12, ["<b>x</b>", "out"], np.float32([1e-9, 1.0]))
+    view = GradientView()
+    trainer = SimpleNamespace(history=h, model=model)
+    view.refresh(trainer)
+    assert "<b>x</b>" not in view.flags.value and "&lt;b&gt;x&lt;/b&gt;" in view.flags.value
+    assert "Sigmoid" in view.flags.value
+    np.testing.assert_array_equal(view.lines.x, [5, 9, 12])
+    np.testing.assert_array_equal(view.lines.y, np.float32([[1e-9, np.nan, 1e-9], [np.nan, 1.0, 1.0]]))
+    sent = []
+    import ipywidgets
+    monkeypatch.setattr(ipywidgets.Widget, "_send", lambda self, msg, buffers=None: sent.append(msg))
+    view.refresh(trainer)
+    assert sent == []
+
+
+def test_many_samples_are_thinned():
+    h = History()
+    layers = [f"l{i}" for i in range(6)]
+    for s in range(5000):
+        h.append_gradients(s, layers, np.full(6, 0.5, np.float32))
+    view = GradientView(max_values=3000)
+    view.refresh(SimpleNamespace(history=h, model=nn.Sequential()))
+    assert view.lines.y.shape == (6, 500) and view.lines.x[-1] == 4999
+    assert view.heatmap.color is None
