@@ -203,3 +203,19 @@ def test_stop_button_stops_a_run_paused_by_blocking_fit():
     assert t.state == "stopped"
     view.refresh(t)
     assert flags(view) == (True, False, True, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_picker_moves_a_paused_run_to_cuda_and_it_continues(running):
+    t = running()
+    view = ControlsView(t)
+    assert "cuda:0" in view.device.options
+    view.pause_button.click()
+    assert wait_for(lambda: t.state == "paused", 2)
+    view.refresh(t)
+    assert not view.device.disabled
+    view.device.value = "cuda:0"
+    assert all(p.device.type == "cuda" for p in t.model.parameters())
+    step = t.step
+    view.start_button.click()
+    assert wait_for(lambda: t.step > step + 10, 10) and t.state == "running"

@@ -140,6 +140,8 @@ def test_refresh_rate_is_at_most_5_hz_while_running(make):
     assert [th.name for th in threading.enumerate()].count("nnwidgets-panel-updater") >= 1
     assert "steps/s" in p.status.info.value and "overhead" in p.status.info.value
     assert 0 <= p.status.ui_share < 1 and p.status.steps_per_s > 0
+    remaining = t.steps_per_epoch * t.target_epochs - t.step
+    assert p.status.eta_s == pytest.approx(remaining / p.status.steps_per_s, rel=0.2) and "ETA" in p.status.info.value
 
 
 def test_a_failing_view_is_logged_once_and_the_thread_lives(make):
