@@ -56,8 +56,9 @@ class History:
         self._n = 0
         self._epochs: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
-        self._grad_steps: list[int] = []
+        self._grad_steps: np.ndarray = np.zeros(0, dtype=np.int64)
         self._grad_norms: np.ndarray = np.zeros((0, 0), dtype=np.float32)
+        self._grad_n = 0
         self._grad_layers: list[str] = []
         self._last_histogram: tuple[np.ndarray, np.ndarray, int] | None = None
         self._lock = threading.Lock()  # guards the small list/array swaps, never the hot path
@@ -112,15 +113,24 @@ class History:
                          hist: np.ndarray | None = None, edges: np.ndarray | None = None) -> None:
         """Record one gradient sample: ``norms`` float32 ``(L,)`` per layer; optional
         ``hist`` ``(L, bins)`` counts of log10|g| with ``edges`` ``(bins+1,)`` (only the
-        latest histogram is kept)."""
-        norms = np.asarray(norms, dtype=np.float32).reshape(1, -1)
+        latest histogram is kept). Rows go into a preallocated array grown by 1.5x, so a
+        sample costs O(L), not O(samples)."""
+        norms = np.asarray(norms, dtype=np.float32).reshape(-1)
         with self._lock:
-            if layers != self._grad_layers:
-                self._grad_layers = list(layers)
-                self._grad_norms = np.zeros((0, len(layers)), dtype=np.float32)
-                self._grad_steps = []
-            self._grad_norms = np.concatenate([self._grad_norms, norms])
-            self._grad_steps = self._grad_steps + [int(step)]
+            m = self._grad_n
+            if layers != self._grad_layers:  # new layer set (e.g. another model): start over
+                self._grad_layers, m = list(layers), 0
+                self._grad_norms = np.zeros((256, len(layers)), dtype=np.float32)
+                self._grad_steps = np.zeros(256, dtype=np.int64)
+            if m == len(self._grad_steps):
+                size = int(m * 1.5) + 256
+                norms_grown = np.zeros((size, len(layers)), dtype=np.float32)
+                steps_grown = np.zeros(size, dtype=np.int64)
+                norms_grown[:m], steps_grown[:m] = self._grad_norms[:m], self._grad_steps[:m]
+                self._grad_norms, self._grad_steps = norms_grown, steps_grown
+            self._grad_norms[m] = norms
+            self._grad_steps[m] = int(step)
+            self._grad_n = m + 1
             if hist is not None:
                 self._last_histogram = (np.asarray(edges), np.asarray(hist, dtype=np.float32), int(step))
 
@@ -156,7 +166,8 @@ class History:
     def gradient_norms(self) -> tuple[np.ndarray, list[str], np.ndarray]:
         """``(steps (m,), layer names (L,), norms float32 (m, L))`` of all gradient samples."""
         with self._lock:
-            return np.asarray(self._grad_steps, dtype=np.int64), list(self._grad_layers), self._grad_norms
+            m = self._grad_n
+            return self._grad_steps[:m].copy(), list(self._grad_layers), self._grad_norms[:m].copy()
 
     def last_histogram(self) -> tuple[list[str], np.ndarray, np.ndarray, int] | None:
         """``(layer names, edges (bins+1,), counts (L, bins), step)`` of the newest histogram."""
