@@ -215,14 +215,15 @@ class Trainer(LoopMixin):
             self._pause_requested, self._attention, self._steps_allowed = True, True, 0
 
     def resume(self) -> None:
-        """Continue a paused run (restarting the background thread if none is running)."""
+        """Continue a paused run; with no loop running (paused by a blocking ``fit()``,
+        stopped, completed or failed) start one in the background, like :meth:`start`."""
         with self._ctl:
             self._pause_requested = False
             self._attention = True
             if self._loop_active:
                 self._ctl.notify_all()
                 return
-        if self._state in ("paused", "stopped", "idle", "completed"):
+        if self._state != "running":
             self.start()
 
     def step_once(self) -> None:
