@@ -1,0 +1,165 @@
+"""The ``nnwidgets`` console script.
+
+``nnwidgets demo [--port N] [--no-browser] [--notebook NAME]`` serves a demo notebook as a
+Voilà dashboard on http://127.0.0.1:N/ (default port 8866; nothing is fetched from the
+internet) until Ctrl-C. Voilà runs the notebook each time the page is loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import webbrowser
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "demo_dir", "find_notebook", "voila_command"]
+
+DEFAULT_PORT = 8866
+DEFAULT_NOTEBOOK = "01_quickstart.ipynb"
+_STARTUP_TIMEOUT_S = 120.0
+_STOP_TIMEOUT_S = 15.0
+
+
+def demo_dir() -> Path:
+    """The folder holding the demo notebooks: ``nnwidgets/demo_notebooks`` inside an installed
+    wheel, else ``<repo>/demo_notebooks`` in a source checkout.
+
+    Raises:
+        FileNotFoundError: neither exists.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "demo_notebooks", package.parent / "demo_notebooks"):
+        if candidate.is_dir() and any(candidate.glob("*.ipynb")):
+            return candidate
+    raise FileNotFoundError(f"no demo notebooks found in {package / 'demo_notebooks'} "
+                            f"or {package.parent / 'demo_notebooks'}")
+
+
+def find_notebook(name: str = DEFAULT_NOTEBOOK) -> Path:
+    """The demo notebook called ``name`` (``.ipynb`` optional; ``"01"`` matches its prefix), or
+    the notebook at path ``name`` if that file exists.
+
+    Raises:
+        FileNotFoundError: no such notebook; the message lists the available ones.
+    """
+    given = Path(name).expanduser()
+    if given.suffix == ".ipynb" and given.is_file():
+        return given.resolve()
+    folder = demo_dir()
+    available = sorted(p.name for p in folder.glob("*.ipynb"))
+    stem = name.removesuffix(".ipynb")
+    matches = [n for n in available if n.removesuffix(".ipynb") == stem] or \
+              [n for n in available if n.startswith(stem)]
+    if len(matches) != 1:
+        raise FileNotFoundError(f"no demo notebook {name!r}; available: {', '.join(available)}")
+    return folder / matches[0]
+
+
+def voila_command(notebook: Path, port: int) -> list[str]:
+    """The Voilà command line: this Python, local address only, exactly ``port``, no browser."""
+    return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser",
+            "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
+    """True once something accepts connections on the port (a TCP connect: a page request
+    would make Voilà start a kernel and run the notebook)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    """Ctrl-C for Voilà (it shuts its kernels down), then SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            proc.wait(_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DEFAULT_NOTEBOOK) -> int:
+    """Serve a demo notebook with Voilà until Ctrl-C (or SIGTERM); returns the exit status."""
+    if importlib.util.find_spec("voila") is None:
+        print("nnwidgets demo needs Voilà: pip install nnwidgets[demo]", file=sys.stderr)
+        return 2
+    try:
+        path = find_notebook(notebook)
+    except FileNotFoundError as e:
+        print(f"nnwidgets demo: {e}", file=sys.stderr)
+        return 2
+    if not _port_free(port):
+        print(f"nnwidgets demo: port {port} on 127.0.0.1 is in use; pass another with --port", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():  # a source checkout: its kernel imports this nnwidgets
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), env.get("PYTHONPATH")) if p)
+    url = f"http://127.0.0.1:{port}/"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # own session: a terminal's Ctrl-C reaches only this process, which forwards it once
+    proc = subprocess.Popen(voila_command(path, port), env=env, start_new_session=True)
+    try:
+        if not _wait_listening(proc, port, _STARTUP_TIMEOUT_S):
+            print(f"nnwidgets demo: Voilà did not start (exit status {proc.poll()})", file=sys.stderr)
+            _stop(proc)
+            return 1
+        print(f"nnwidgets demo: serving {path.name} at {url} (Ctrl-C to stop)", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("nnwidgets demo: stopping Voilà ...", file=sys.stderr, flush=True)
+        _stop(proc)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nnwidgets`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="nnwidgets", description="Live, steerable PyTorch training widgets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = commands.add_parser("demo", help="serve a demo notebook as a Voilà dashboard on 127.0.0.1",
+                            description="Serve a demo notebook as a Voilà dashboard on 127.0.0.1 (offline).")
+    d.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    d.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    d.add_argument("--notebook", default=DEFAULT_NOTEBOOK, metavar="NAME",
+                   help=f"demo notebook to serve (default {DEFAULT_NOTEBOOK}), or a path to any .ipynb")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
+    parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

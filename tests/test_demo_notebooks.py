@@ -1,0 +1,128 @@
+"""Run every demo notebook under nbclient and check the numbers it prints.
+
+The kernel is this interpreter (a ``python3`` kernelspec written to a temporary
+``JUPYTER_PATH``, which takes precedence over user and system kernelspecs), importing this
+checkout (``PYTHONPATH``), with ``NNWIDGETS_WAIT=1`` so every ``%%train`` cell blocks until its
+run ends, and ``OMP_NUM_THREADS=1``: on a small shared machine two intra-op threads per
+training step spin against other processes and made a run ~30x slower.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("palmerpenguins")
+pytest.importorskip("sklearn")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "demo_notebooks"
+MINE = ["01_quickstart.ipynb", "02_regression.ipynb", "03_vanishing_gradients.ipynb"]
+CELL_TIMEOUT_S = 300
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory) -> dict:
+    """Environment for the notebook kernels (see module docstring)."""
+    jupyter_path = tmp_path_factory.mktemp("jupyter")
+    spec_dir = jupyter_path / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (nnwidgets tests)", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    env = {k: v for k, v in os.environ.items() if k != "NNWIDGETS_WAIT"}
+    env.update(NNWIDGETS_WAIT="1", OMP_NUM_THREADS="1", JUPYTER_PATH=str(jupyter_path),
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    return env
+
+
+_executed: dict[str, tuple] = {}
+
+
+@pytest.fixture(scope="module")
+def run_notebook(kernel_env):
+    """``run_notebook(name) -> (executed notebook, stdout text, seconds)``; each runs once."""
+    def run(name: str):
+        if name not in _executed:
+            nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+            with pytest.MonkeyPatch.context() as mp:  # the kernelspec lookup reads JUPYTER_PATH
+                mp.setenv("JUPYTER_PATH", kernel_env["JUPYTER_PATH"])
+                client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S,
+                                                 resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+                t0 = time.perf_counter()
+                client.execute(env=kernel_env)
+                seconds = time.perf_counter() - t0
+            text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                             for o in c.outputs if o.output_type == "stream")
+            print(f"{name}: executed in {seconds:.1f} s")
+            _executed[name] = (nb, text, seconds)
+        return _executed[name]
+    return run
+
+
+def _number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not found in the notebook's output:\n{text}"
+    return float(m.group(1))
+
+
+def _widget_views(nb) -> int:
+    return sum(WIDGET_VIEW in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_saved_without_outputs_on_the_python3_kernel(name):
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert code[0].source.startswith("%load_ext nnwidgets")
+    assert any(c.source.startswith("%%train ") for c in code)
+
+
+def test_quickstart(run_notebook):
+    nb, text, _ = run_notebook("01_quickstart.ipynb")
+    assert "250 training and 83 validation penguins, 9 features" in text
+    assert "completed after 30 epochs" in text
+    assert _number(r"validation accuracy (\d\.\d+)", text) >= 0.9
+    assert _number(r"validation loss (\d+\.\d+)", text) < 0.3
+    assert _widget_views(nb) == 1  # the panel
+    table = next(o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {}))
+    assert "val_accuracy" in table["data"]["text/html"] and ">29<" in table["data"]["text/html"]  # last epoch
+
+
+def test_regression(run_notebook):
+    nb, text, _ = run_notebook("02_regression.ipynb")
+    r2 = _number(r"validation MAE \d+ g, R² (-?\d\.\d+)", text)
+    mae_g = _number(r"validation MAE (\d+) g", text)
+    assert r2 >= 0.7
+    assert 100 < mae_g < 400  # body mass std is ~800 g
+    assert "completed at epoch 40" in text
+    assert _number(r"val_r2 (-?\d\.\d+)", text) == pytest.approx(r2, abs=0.01)  # Trainer agrees
+    assert _number(r"val_mae (\d+) g", text) == pytest.approx(mae_g, abs=2)
+    assert _widget_views(nb) == 1
+
+
+def test_vanishing_gradients(run_notebook):
+    nb, text, _ = run_notebook("03_vanishing_gradients.ipynb")
+    sigmoid = next(line for line in text.splitlines() if line.startswith("sigmoid:"))
+    relu = next(line for line in text.splitlines() if line.startswith("relu:"))
+    assert "completed at epoch 5" in sigmoid and "completed at epoch 5" in relu
+    assert _number(r"(\d+) layers flagged", sigmoid) >= 2
+    assert _number(r"(\d+) layers flagged", relu) == 0
+    assert _number(r"ratio (\d\.\de[-+]\d+)", sigmoid) < 1e-4
+    assert _number(r"ratio (\d\.\de[-+]\d+)", relu) > 1e-2
+    assert "Vanishing gradient: layer '0' (followed by Sigmoid)" in text
+    assert _number(r"validation accuracy (\d\.\d+)", relu) > _number(r"validation accuracy (\d\.\d+)", sigmoid) + 0.3
+    assert _widget_views(nb) == 2  # one panel per run
