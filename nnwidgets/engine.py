@@ -108,6 +108,8 @@ class Trainer(LoopMixin):
         for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0)):
                 raise ValueError(f"{name} must be a finite number{' > 0' if name == 'lr' else ' >= 0'}, got {v!r}")
+        if momentum is not None and momentum >= 1:  # as set(): SGD accepts it and diverges
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.optimizer = build_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
         if isinstance(optimizer, torch.optim.Optimizer):
             given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
