@@ -42,7 +42,7 @@ def ip(monkeypatch):
             trainer.stop()
             trainer.wait(10)
             value.close()  # ends the panel's updater thread
-    for name in ("run", "run2", DEFAULT_PANEL_NAME, "model", "counter", "fresh"):
+    for name in ("run", "run2", DEFAULT_PANEL_NAME, "model", "counter", "fresh", "gated", "plain", "boom", "Boom"):
         shell.user_ns.pop(name, None)
 
 
@@ -85,14 +85,31 @@ def test_env_variable_means_wait(ip, monkeypatch):
     assert ip.user_ns[DEFAULT_PANEL_NAME].trainer.state == "completed"
 
 
+class _GatedLoader:
+    """Re-iterable batches that are held back until ``gate`` is set."""
+
+    def __init__(self, batches, gate):
+        self.batches, self.gate = batches, gate
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            assert self.gate.wait(30)
+            yield batch
+
+
 def test_without_wait_returns_while_training_runs_in_background(ip):
-    ip.run_line_magic("train", "model train_loader --epochs 200 --name run")
+    import threading
+    gate = threading.Event()
+    ip.user_ns["gated"] = _GatedLoader(list(ip.user_ns["train_loader"]), gate)
+    ip.run_line_magic("train", "model gated --epochs 2 --name run")  # returns although no batch came yet
     trainer = ip.user_ns["run"].trainer
-    assert trainer.state in ("running", "completed")
-    assert trainer._thread is not None and trainer._thread.name == "nnwidgets-trainer"
-    trainer.stop()
-    assert trainer.wait(10)
-    assert trainer.state in ("stopped", "completed")
+    assert trainer.history.n_steps == 0 and trainer.state in ("idle", "running")
+    gate.set()
+    assert trainer.wait(30)
+    assert trainer.state == "completed" and trainer.history.n_steps == 2 * 4
 
 
 def test_body_runs_first_and_rerun_gives_fresh_model(ip):
@@ -145,7 +162,7 @@ def test_empty_cell_body_points_to_line_magic(ip):
     ("model train_loader --epochs 0", "epochs must be >= 1, got 0"),
     ("model train_loader --loss hinge", "--loss: unknown loss 'hinge'; use one of auto, cross_entropy"),
     ("model train_loader --name 1run", "--name: '1run' is not a valid Python variable name"),
-    ("model train_loader --device tpu", "tpu"),
+    ("model train_loader --device tpu", "unknown device 'tpu'; use 'auto', 'cpu', 'cuda'"),
     ("model", "the following arguments are required: train_loader"),
 ])
 def test_errors_are_short_usage_errors(ip, line, message):
