@@ -75,13 +75,15 @@ class LoopMixin:
         else:
             self._batch_iter = iter(prep.loader)
         self._epoch_loss_sum, self._epoch_n, self._epoch_steps, self._epoch_batches = 0.0, 0, 0, 0
+        self._epoch_first_step = self.step
         self._train_metrics.reset()
         self._epoch_t0 = time.perf_counter()
         self._bus.fire(Event.EPOCH_STARTED, self, epoch=self.epoch)
 
     def _end_epoch(self) -> None:
         from .data import DataError
-        self._flush()
+        if not self._flush():
+            return  # a non-finite loss: the run pauses; the epoch ends when it resumes
         if self._epoch_batches == 0:
             raise DataError(f"train_data yielded no batches in epoch {self.epoch}; "
                             "a generator can be iterated only once - pass a DataLoader or a list of batches")
@@ -102,6 +104,7 @@ class LoopMixin:
             self.scheduler.step()
         self.epoch += 1
         self._batch_iter = None
+        self._snapshot(force=True)  # every verified epoch end is a rollback target
 
     # ------------------------------------------------------------------ steps
     def _train_step(self, batch: Any) -> None:
@@ -254,7 +257,7 @@ class LoopMixin:
             entries = [(p, k, None if torch.is_tensor(v) else v)
                        for p, st in self.optimizer.state.items() for k, v in st.items()]
             self._snap = {"step": self.step, "n_hist": self.history.n_steps, "tensors": copies,
-                          "opt_entries": entries}
+                          "opt_entries": entries, "epoch_sums": (self._epoch_loss_sum, self._epoch_n)}
 
     def _restore_snapshot(self) -> None:
         snap = self._snap
@@ -269,6 +272,11 @@ class LoopMixin:
                 self.optimizer.state[p][k] = next(saved).clone() if plain is None else plain
         self.history.truncate_steps(snap["n_hist"])
         self.step = snap["step"]
+        # Snapshots are taken at every epoch end, so the target lies in the current epoch:
+        # its loss sums go back too; its train metrics restart from the rollback.
+        self._epoch_loss_sum, self._epoch_n = snap["epoch_sums"]
+        self._epoch_steps = self.step - self._epoch_first_step
+        self._train_metrics.reset()
 
     # ------------------------------------------------------------------ gradients
     def _sample_gradients(self) -> None:

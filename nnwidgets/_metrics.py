@@ -69,6 +69,8 @@ class MetricSet:
     def record(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """Keep this batch's detached outputs and targets (no compute, no sync); the
         predictions are derived for all recorded batches at once in :meth:`flush`."""
+        if self.task == "multiclass" and output.ndim == 1:  # one unbatched sample: logits (C,), target ()
+            output, target = output.unsqueeze(0), target.reshape(1)
         self._preds.append(output.detach())
         self._targets.append(target.detach())
 

@@ -139,7 +139,7 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     loss_fn = data.make_loss(loss_given, task)
     plan = data.plan_batches(model, x, y, output, task, loss_fn, model_dtype(model))
     notices += plan.notices
-    width = int(output.shape[1]) if output.ndim > 1 else 1
+    width = data.output_width(output, y)
     chosen = dict(metrics) if metrics else default_metrics(task, width, macro)
     data.check_num_classes(chosen, width)
     return Prepared(loader, batch, iterator, task, loss_fn, plan, width, chosen, list(notices))

@@ -133,6 +133,7 @@ class Trainer(LoopMixin):
         self._loss_buf: list = []
         self._n_buf: list = []
         self._snap, self._snap_t = None, 0.0
+        self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, 0
         self._probe = None
         self._step_time: float | None = None
         self._tool_time = 0.0
