@@ -1,6 +1,7 @@
 """The live TrainingPanel of ``%%train`` in Notebook 7 (Run All from the menu), driven by real
-browser input: the scenario of ``_kernel_probe.exercise_live_panel``."""
+browser input: the scenario of ``_panel_scenario.exercise_live_panel``."""
 import _kernel_probe as kp
+from _panel_scenario import exercise_live_panel
 
 
 def test_notebook7_panel_start_lr_drag_stop_and_escaped_names(page, write_notebook, notebook_dir,
@@ -11,5 +12,5 @@ def test_notebook7_panel_start_lr_drag_stop_and_escaped_names(page, write_notebo
     jupyter_ui.run_all(via="menu")
     jupyter_ui.wait_idle()
     assert jupyter_ui.errors() == []
-    kp.exercise_live_panel(page, notebook_dir)
+    exercise_live_panel(page, notebook_dir)
     assert jupyter_ui.errors() == []

@@ -7,6 +7,7 @@ loop. The screenshot taken mid-training is the README's ``docs/images/panel.png`
 only with ``NNWIDGETS_UPDATE_SCREENSHOTS=1``).
 """
 import _kernel_probe as kp
+from _panel_scenario import exercise_live_panel
 
 
 def test_voila_panel_start_lr_drag_stop_and_escaped_names(page, write_notebook, voila_server, artifacts_dir):
@@ -14,6 +15,6 @@ def test_voila_panel_start_lr_drag_stop_and_escaped_names(page, write_notebook, 
     server = voila_server(nb)
     kp.open_voila(page, server)
     shots = kp.screenshot_paths(artifacts_dir, "panel.png")
-    last = kp.exercise_live_panel(page, nb.parent, screenshots=shots)
+    last = exercise_live_panel(page, nb.parent, screenshots=shots)
     assert last["tabs"][:3] == ["Training charts", "Gradients", "Parameters"]
     assert all(p.stat().st_size > 20_000 for p in shots)
