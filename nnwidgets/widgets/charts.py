@@ -278,9 +278,15 @@ class TrainingCharts:
         self.widget = widgets.VBox([self.loss.widget, self.metrics.widget])
 
     def refresh(self, trainer: Any) -> None:
-        """Refresh both charts (see :meth:`LossChart.refresh`)."""
+        """Refresh both charts (see :meth:`LossChart.refresh`). Both step axes span
+        ``[0, steps so far]``, so a marker sits at the same place in the two charts."""
         self.loss.refresh(trainer)
         self.metrics.refresh(trainer)
+        last = float(max(trainer.history.n_steps - 1, 1))
+        for scale in (self.loss.x_scale, self.metrics.x_scale):
+            if scale.min != 0.0 or scale.max != last:
+                with scale.hold_sync():
+                    scale.min, scale.max = 0.0, last
 
     def reset(self) -> None:
         """Reset both charts."""
