@@ -1,0 +1,173 @@
+"""Checkpoints (case C19): ``trainer.save(path)`` writes state dicts and plain numbers, so plain
+``torch.load(path)`` with its safe default (``weights_only=True`` since PyTorch 2.6) reads it;
+``Trainer.load`` reproduces the predictions and continues the run; files that need
+``weights_only=False`` are refused with an explanation and never loaded unsafely."""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nnwidgets as nw
+from nnwidgets.checkpoint import FORMAT, CheckpointError, load_checkpoint
+
+from _engine_util import same_params, one_torch_thread  # noqa: F401 (autouse fixture)
+
+CPU = dict(device="cpu")
+
+
+def _c19_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 3))
+
+
+def _data(n=3):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(6, 8, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(n)]
+
+
+def _trained(tmp_path, epochs=2):
+    model, data = _c19_model(), _data()
+    t = nw.Trainer(model, data, data[:1], lr=0.1, momentum=0.9, epochs=epochs, **CPU)
+    torch.manual_seed(1)
+    t.fit()
+    path = t.save(tmp_path / "run" / "ck.pt")
+    return t, model, data, path
+
+
+def _plain(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_plain(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_plain(v) for v in obj)
+    return obj is None or type(obj) in (int, float, str, bool) or isinstance(obj, torch.Tensor)
+
+
+def test_c19_checkpoint_loads_with_plain_torch_load_default(tmp_path):
+    t, model, data, path = _trained(tmp_path)
+    ck = torch.load(path)                                     # the default: weights_only=True
+    torch.load(path, weights_only=True)                       # said explicitly, for older torch defaults
+    assert ck["format"] == FORMAT and (ck["epoch"], ck["step"]) == (2, 6) and ck["task"] == "multiclass"
+    assert ck["settings"] == {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "dropout": 0.5}
+    assert ck["history"]["loss"] == pytest.approx(t.history.steps.loss.tolist())
+    assert _plain(ck)
+    fresh = _c19_model(seed=7)
+    fresh.load_state_dict(ck["model"])
+    x = torch.randn(5, 8)
+    model.eval(), fresh.eval()
+    assert torch.equal(model(x), fresh(x))
+
+
+def test_c19_trainer_load_reproduces_predictions_and_continues_the_run(tmp_path):
+    t, model, data, path = _trained(tmp_path)
+    fresh = _c19_model(seed=7)
+    loaded = nw.Trainer.load(path, fresh, data, data[:1], lr=0.1, momentum=0.9, **CPU)
+    x = torch.randn(5, 8)
+    model.eval(), fresh.eval()
+    assert torch.equal(model(x), fresh(x))
+    model.train(), fresh.train()
+    assert (loaded.epoch, loaded.step, loaded.state) == (2, 6, "completed")
+    assert loaded.history.n_steps == 6 and loaded.history.epoch_records == t.history.epoch_records
+    # both continue one epoch with the same dropout draws: identical weights (momentum restored)
+    torch.manual_seed(3)
+    t.fit(epochs=1)
+    torch.manual_seed(3)
+    loaded.fit(epochs=1)
+    assert same_params(model, fresh) and (loaded.epoch, loaded.step) == (3, 9)
+    assert np.array_equal(loaded.history.steps.loss, t.history.steps.loss)
+    assert loaded.history.steps.step.tolist() == list(range(9))
+
+
+def test_c19_numpy_scalars_in_the_history_are_saved_as_python_numbers(tmp_path):
+    t, *_ = _trained(tmp_path)
+    t.history.append_epoch({"epoch": np.int64(9), "loss": np.float64(0.52), "accuracy": np.float32(0.41)})
+    path = t.save(tmp_path / "np.pt")
+    row = torch.load(path)["history"]["epochs"][-1]
+    assert row == {"epoch": 9, "loss": 0.52, "accuracy": pytest.approx(0.41)} and type(row["loss"]) is float
+
+
+def test_c19_save_while_running_is_refused(tmp_path):
+    t = nw.Trainer(_c19_model(), _data(50), epochs=10_000, grad_stats=False, **CPU)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while t.step < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with pytest.raises(RuntimeError, match=r"cannot save while training runs; pause\(\) or stop\(\) first"):
+            t.save(tmp_path / "ck.pt")
+        t.pause()
+        assert t.wait(5)
+        assert torch.load(t.save(tmp_path / "ck.pt"))["step"] == t.step
+    finally:
+        t.stop()
+        t.wait(5)
+
+
+# ---------------------------------------------------------------- files that need weights_only=False
+SPRUNG = []
+
+
+def _spring():
+    SPRUNG.append(True)
+    return {}
+
+
+class Trap:
+    """Unpickling this runs ``_spring`` - what a malicious checkpoint would do."""
+
+    def __reduce__(self):
+        return (_spring, ())
+
+
+UNSAFE = r"weights_only=True\) refuses \(the default since PyTorch 2\.6.*will not retry unsafely"
+
+
+@pytest.mark.parametrize("payload", [
+    lambda m: m,                                                                    # a whole nn.Module
+    lambda m: {"format": FORMAT, "model": m.state_dict(), "history": {"loss": [np.float64(0.52), np.float32(0.41)]}},
+    lambda m: {"format": FORMAT, "model": m.state_dict(), "extra": Trap()},
+], ids=["whole_module", "numpy_scalars", "code_on_unpickle"])
+def test_c19_files_needing_weights_only_false_are_refused_never_loaded_unsafely(tmp_path, monkeypatch, payload):
+    path = tmp_path / "unsafe.pt"
+    torch.save(payload(_c19_model()), path)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(torch, "load", spy)
+    fresh = _c19_model(seed=7)
+    before = copy.deepcopy(fresh)
+    with pytest.raises(CheckpointError, match=UNSAFE):
+        nw.Trainer.load(path, fresh, _data(), **CPU)
+    with pytest.raises(CheckpointError, match=UNSAFE):
+        load_checkpoint(path)
+    assert calls == [True, True] and SPRUNG == [] and same_params(fresh, before)
+
+
+def test_a_bare_state_dict_is_not_a_checkpoint_and_says_what_to_do(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(_c19_model().state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"is not an nnwidgets checkpoint .*model\.load_state_dict\(torch\.load"):
+        nw.Trainer.load(path, _c19_model(), _data(), **CPU)
+
+
+def test_checkpoint_of_an_adam_run_restores_its_state(tmp_path):
+    model, data = _c19_model(), _data()
+    t = nw.Trainer(model, data, optimizer="adam", lr=0.01, epochs=1, **CPU)
+    t.fit()
+    t.save(tmp_path / "adam.pt")
+    fresh = _c19_model(seed=7)
+    loaded = nw.Trainer.load(tmp_path / "adam.pt", fresh, data, optimizer="adam", lr=0.01, **CPU)
+    sa, sb = t.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
+    torch.manual_seed(4)
+    t.fit(epochs=1)
+    torch.manual_seed(4)
+    loaded.fit(epochs=1)
+    assert same_params(model, fresh)
