@@ -104,6 +104,7 @@ class LoopMixin:
             self.scheduler.step()
         self.epoch += 1
         self._batch_iter = None
+        self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, self.step
         self._snapshot(force=True)  # every verified epoch end is a rollback target
 
     # ------------------------------------------------------------------ steps
@@ -124,7 +125,8 @@ class LoopMixin:
         now = time.perf_counter()
         if now - self._last_flush >= self.flush_interval_s or self.step < self._warm_until:
             if not self._flush(current=loss, now=now):
-                self._pending_batch = batch  # non-finite loss: not applied; retried when the run resumes
+                if self._batch_iter is not None:  # not applied; retried when the run resumes
+                    self._pending_batch = batch
                 return
         self._phase = "optimizer step"
         opt.step()
@@ -277,6 +279,8 @@ class LoopMixin:
         self._epoch_loss_sum, self._epoch_n = snap["epoch_sums"]
         self._epoch_steps = self.step - self._epoch_first_step
         self._train_metrics.reset()
+        if self.step == self._epoch_first_step:  # back to the start of this epoch: run it again
+            self._batch_iter = self._pending_batch = None
 
     # ------------------------------------------------------------------ gradients
     def _sample_gradients(self) -> None:

@@ -134,9 +134,6 @@ def test_c12_late_nonfinite_keeps_the_steps_verified_at_the_last_epoch_end():
     assert t.step == 15 and t.history.n_steps == 15               # the epoch end before step 17
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: after a rollback to the epoch-end snapshot, resume() "
-                   "finds the epoch's iterator exhausted, so epoch 3 gets a record with no steps whose loss is "
-                   "epoch 2's (the snapshot stored epoch 2's loss sums, taken before _begin_epoch reset them)")
 def test_c12_resume_after_a_rollback_keeps_history_and_epoch_losses_consistent():
     t, model, *_ = _late_nonfinite()
     t.fit()
