@@ -10,12 +10,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Iterable
 
-import pytest
 import torch
 from torch import nn
 
 __all__ = ["Echo", "oracle", "same_params", "events", "notice_codes", "notice", "fit_one", "first_loss",
-           "LOGITS", "LABELS", "one_torch_thread"]
+           "LOGITS", "LABELS"]
 
 # The logits and labels of cases C02/C03 (CrossEntropyLoss = 0.4218).
 LOGITS = torch.tensor([[2.0, 0.5, 0.1], [0.2, 1.5, 0.3], [0.1, 0.2, 1.9], [0.3, 1.1, 0.2]])
@@ -90,12 +89,3 @@ def first_loss(trainer: Any) -> float:
     """The loss recorded for the first step."""
     return float(trainer.history.steps.loss.iloc[0])
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run each test with one intra-op thread (the models are tiny; on busy shared cores extra
-    threads only contend), restoring the previous setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -15,7 +15,7 @@ from torch import nn
 import nnwidgets as nw
 from nnwidgets.checkpoint import FORMAT, CheckpointError, load_checkpoint
 
-from _engine_util import same_params, one_torch_thread  # noqa: F401 (autouse fixture)
+from _engine_util import same_params
 
 CPU = dict(device="cpu")
 

@@ -28,7 +28,7 @@ import nnwidgets as nw
 from nnwidgets.data import DataError
 
 from _engine_util import (LABELS, LOGITS, Echo, events, first_loss, fit_one, notice, notice_codes, oracle,
-                          same_params, one_torch_thread)  # noqa: F401 (autouse fixture)
+                          same_params)
 
 CPU = dict(device="cpu")
 

@@ -16,7 +16,7 @@ import nnwidgets as nw
 from nnwidgets.events import Event
 from nnwidgets.stats import activation_after, flag_vanishing
 
-from _engine_util import events, fit_one, oracle, one_torch_thread  # noqa: F401 (autouse fixture)
+from _engine_util import events, fit_one, oracle
 
 CPU = dict(device="cpu")
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 import nnwidgets as nw
 from nnwidgets.events import Event
 
-from _engine_util import events, oracle, same_params, one_torch_thread  # noqa: F401 (autouse fixture)
+from _engine_util import events, oracle, same_params
 
 CPU = dict(device="cpu")
 

@@ -19,7 +19,7 @@ import nnwidgets as nw
 from nnwidgets.data import DataError
 from nnwidgets.events import Event
 
-from _engine_util import Echo, one_torch_thread  # noqa: F401 (autouse fixture)
+from _engine_util import Echo
 
 CPU = dict(device="cpu")
 

@@ -41,8 +41,8 @@ def exercise_live_panel(page, folder: Path, *, hidden_name: str = XSS_NAME,
     n1 = wait_until("the loss line drawn", lambda: (n := panel.line_points("Loss").get(RAW, 0)) >= 2 and n,
                     30, page=page)
     s1 = panel.shown_step()
-    n2 = wait_until("the loss line to gain points",
-                    lambda: (n := panel.line_points("Loss").get(RAW, 0)) > n1 and n, 30, page=page)
+    wait_until("the loss line to gain points",
+               lambda: (n := panel.line_points("Loss").get(RAW, 0)) > n1 and n, 30, page=page)
     assert panel.shown_step() > s1 >= 1, (s1, panel.info_text())
     assert panel.line_points("Loss")[EMA] >= 2
     assert wait_until("the status to say running", lambda: panel.state_text() == "running", 10, page=page)

@@ -21,14 +21,6 @@ from nnwidgets.widgets._decimate import MinMaxDecimator, smoothing_alpha
 from nnwidgets.widgets.charts import LossChart, MetricChart, TrainingCharts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core machine run far slower (spinning OpenMP)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def classification_data():
     g = torch.Generator().manual_seed(0)

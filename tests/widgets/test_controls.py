@@ -14,14 +14,6 @@ from nnwidgets import Trainer
 from nnwidgets.widgets.controls import BUTTON_STATES, NO_DROPOUT, ControlsView, available_devices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core machine run ~40x slower (spinning OpenMP)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def three_class_loader(n=4000, features=4, batch_size=32):
     g = torch.Generator().manual_seed(0)

@@ -12,13 +12,6 @@ from nnwidgets.history import History
 from nnwidgets.widgets.gradients import GradientView
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def c13_trainer(act, epochs=2):
     """Case C13: 10 x (Linear(16, 16) + act) + Linear(16, 3), one batch of 64."""

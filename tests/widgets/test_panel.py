@@ -18,13 +18,6 @@ from nnwidgets.widgets.panel import TrainingPanel, panel
 EVIL = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def loader(n=4000, features=4, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)

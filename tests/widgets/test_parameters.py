@@ -1,7 +1,6 @@
 """ParametersView: the summary table, the freeze toggles (PyTorch as the oracle), escaping."""
 import time
 
-import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -11,13 +10,6 @@ from nnwidgets.widgets.parameters import ParametersView
 
 EVIL = "<img src=x onerror=alert(1)>"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def loader(n=4000):
