@@ -8,8 +8,7 @@ Layout (an ``ipywidgets.VBox``, usable in any layout and in Voilà)::
 
 Each tab is a view (``.widget`` to show, ``refresh(trainer)`` to update); ``panel.views`` is the
 list of ``(title, view)`` and :meth:`TrainingPanel.add_tab` appends one. The Network tab is added
-when :mod:`nnwidgets.widgets.network` imports, the Decision boundary tab when
-:mod:`nnwidgets.widgets.boundary` imports and the training features have 2 columns.
+for every model, the Decision boundary tab when the training features have 2 columns.
 
 The updater thread (a daemon, started by the constructor) calls every view's ``refresh`` under
 ``hold_sync()`` at most once per ``update_interval_s`` (≥ 0.2 s, so ≤ 5 Hz) while the run is
@@ -29,7 +28,11 @@ from typing import Any
 
 import ipywidgets as w
 
+from .boundary import DecisionBoundaryView
+from .charts import TrainingCharts
 from .controls import ControlsView
+from .gradients import GradientView
+from .network import NetworkView
 from .parameters import ParametersView
 from .status import StatusView
 
@@ -38,23 +41,6 @@ __all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "IDLE_INTERVAL_S"]
 MIN_INTERVAL_S = 0.2   # ≤ 5 refreshes per second
 IDLE_INTERVAL_S = 1.0  # signature checks while nothing runs
 _SHARE_WINDOW_S = 5.0
-
-
-def _chart_tabs(trainer: Any) -> list[tuple[str, Any]]:
-    """``(title, factory)`` of the training-charts view (none while :mod:`.charts` is absent)."""
-    try:
-        from .charts import TrainingCharts
-    except ImportError:
-        return []
-    return [("Training charts", TrainingCharts)]
-
-
-def _gradient_tabs(trainer: Any) -> list[tuple[str, Any]]:
-    try:
-        from .gradients import GradientView
-    except ImportError:
-        return []
-    return [("Gradients", GradientView)]
 
 
 def _two_feature_inputs(trainer: Any) -> Any:
@@ -70,26 +56,6 @@ def _two_feature_inputs(trainer: Any) -> Any:
         x = first.get("x") if isinstance(first, dict) else first[0] if isinstance(first, (list, tuple)) else None
     shape = getattr(x, "shape", None)
     return x if shape is not None and len(shape) == 2 and shape[1] == 2 else None
-
-
-def _extra_tabs(trainer: Any) -> list[tuple[str, Any]]:
-    """``(title, factory)`` of the Network and Decision boundary views where available."""
-    tabs = []
-    try:
-        from .network import NetworkView
-    except ImportError:
-        pass
-    else:
-        tabs.append(("Network", lambda: NetworkView(trainer)))
-    x = _two_feature_inputs(trainer)
-    if x is not None:
-        try:
-            from .boundary import DecisionBoundaryView
-        except ImportError:
-            pass
-        else:
-            tabs.append(("Decision boundary", lambda: DecisionBoundaryView(trainer, x)))
-    return tabs
 
 
 def _close_tree(widget: Any) -> None:
@@ -136,10 +102,18 @@ class TrainingPanel(w.VBox):
         self.controls = ControlsView(trainer, notify=self.status.log, on_action=self._wake.set)
         self.tab = w.Tab()
         super().__init__(children=[self.controls.widget, self.status.widget, self.tab])
-        tabs = (_chart_tabs(trainer) if charts else []) + (_gradient_tabs(trainer) if gradients else [])
+        tabs: list[tuple[str, Any]] = []
+        if charts:
+            tabs.append(("Training charts", TrainingCharts))
+        if gradients:
+            tabs.append(("Gradients", GradientView))
         if parameters:
             tabs.append(("Parameters", lambda: ParametersView(trainer, notify=self.status.log)))
-        for title, factory in tabs + _extra_tabs(trainer):
+        tabs.append(("Network", lambda: NetworkView(trainer)))
+        x = _two_feature_inputs(trainer)
+        if x is not None:
+            tabs.append(("Decision boundary", lambda: DecisionBoundaryView(trainer, x)))
+        for title, factory in tabs:
             try:
                 self.add_tab(title, factory())
             except Exception as e:  # noqa: BLE001 - an optional view must not break the panel

@@ -1,10 +1,8 @@
 """TrainingPanel: composition, the single throttled updater thread, notices, close()."""
 import html
 import importlib.util
-import sys
 import threading
 import time
-import types
 
 import pytest
 import torch
@@ -82,21 +80,13 @@ def test_panel_is_a_vbox_with_controls_status_and_tabs(make):
     assert nnwidgets.TrainingPanel is TrainingPanel
 
 
-def test_extra_tabs_hook_for_network_and_boundary(make, monkeypatch):
-    import ipywidgets
-
-    class Fake:
-        def __init__(self, trainer, x=None):
-            self.widget, self.x = ipywidgets.Label(), x
-
-        def refresh(self, trainer):
-            pass
-    monkeypatch.setitem(sys.modules, "nnwidgets.widgets.network", types.SimpleNamespace(NetworkView=Fake))
-    monkeypatch.setitem(sys.modules, "nnwidgets.widgets.boundary", types.SimpleNamespace(DecisionBoundaryView=Fake))
+def test_network_tab_always_and_boundary_tab_for_two_features(make):
+    from nnwidgets.widgets.boundary import DecisionBoundaryView
+    from nnwidgets.widgets.network import NetworkView
     data = loader(features=2)
     p = make(Trainer(mlp(2), data, device="cpu"), charts=False, gradients=False, parameters=False)
     assert [t for t, _ in p.views] == ["Network", "Decision boundary"]
-    assert p.views[1][1].x is data.dataset.tensors[0]
+    assert isinstance(p.views[0][1], NetworkView) and isinstance(p.views[1][1], DecisionBoundaryView)
     q = make(Trainer(mlp(), loader(), device="cpu"), charts=False, gradients=False, parameters=False)
     assert [t for t, _ in q.views] == ["Network"]
 
