@@ -2,9 +2,9 @@
 
 Runs, in one process and interleaved round by round, the bare loop
 (``zero_grad → forward → loss → backward → step``, ``loss.item()`` per step) and
-``Trainer.fit(epochs=1)`` on the same model architecture, data and DataLoader, optionally
-with a live ``TrainingPanel`` attached (built and updating from its own thread, no browser),
-and with extra views (network diagram, decision boundary).
+``Trainer.fit(epochs=1)`` on the same model architecture, data and DataLoader, alone
+("trainer") and with a live ``TrainingPanel`` attached ("panel": built with all its tabs —
+charts, gradients, parameters, network diagram — and updating from its own thread, no browser).
 
 Workloads (issue 2):
   W1  ``load_digits`` MLP 64-128-64-10, batch 32 (~1 ms/step on a CPU core)
@@ -84,13 +84,9 @@ def run(name: str, rounds: int, modes: list[str]) -> dict:
     keep = []
     for mode in modes:
         trainer = nw.Trainer(make_model(), loader, lr=0.01, momentum=0.9, device="cpu", grad_stats=True)
-        if mode in ("panel", "panel+views"):
+        if mode == "panel":
             from nnwidgets.widgets.panel import TrainingPanel
-            keep.append(TrainingPanel(trainer))
-        if mode == "panel+views":
-            from nnwidgets.widgets.network import NetworkView
-            view = NetworkView(trainer)
-            keep.append(view)
+            keep.append(TrainingPanel(trainer))  # all its tabs: charts, gradients, parameters, network
         runners[mode] = (lambda t=trainer: timed_fit(t))
     for fn in runners.values():  # warm-up round (first-batch checks, allocator, caches)
         fn()
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--workloads", default="W1,W2")
-    ap.add_argument("--modes", default="trainer,panel", help="comma list of trainer, panel, panel+views")
+    ap.add_argument("--modes", default="trainer,panel", help="comma list of trainer, panel")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for all modes (default 1)")
     ap.add_argument("--json", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
