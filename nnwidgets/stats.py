@@ -4,8 +4,8 @@
 ``GradientProbe`` is what the engine calls every N steps right after ``loss.backward()``.
 A layer is a module owning parameters directly, named by its path (``"0"``, ``"encoder.fc1"``,
 root ``""``); a shared parameter belongs to its first owner in ``named_modules()`` order.
-
-Cost of ``probe.to_host(probe.compute())`` on CPU: MEASURE
+Probe cost on CPU (1 thread, batch-64 gradients, busy box): 784-256-128-10 MLP 1.1-1.9 ms (~0.8
+of its training step), 64-128-64-10 MLP 0.25-0.4 ms (~0.4 step, mostly fixed per-op overhead).
 """
 from __future__ import annotations
 
@@ -37,10 +37,9 @@ def summary(model: nn.Module, input_size: Sequence[int] | None = None) -> pd.Dat
 
     Args:
         model: any ``nn.Module``.
-        input_size: shape of one input batch, e.g. ``(1, 8)``. When given, one forward pass
-            with ``torch.zeros(input_size)`` (model's device and float dtype) runs under
-            ``torch.no_grad()`` in eval mode to materialise lazy modules; the training mode is
-            restored afterwards.
+        input_size: shape of one input batch, e.g. ``(1, 8)``: if given, one forward pass of
+            ``torch.zeros(input_size)`` (model's device and float dtype) under ``no_grad`` in
+            eval mode materialises lazy modules; the training mode is restored afterwards.
 
     Returns:
         DataFrame with columns ``name`` (module path), ``type`` (class name), ``shape`` (str of
@@ -113,11 +112,10 @@ def format_summary(df: pd.DataFrame) -> str:
 
     rule = "-" * len(line(head))
     out = [line(head), rule] + [line(r) for r in body] + [rule]
-    a = df.attrs
-    out += [f"Total params: {a.get('total_params', 0):,}",
-            f"Trainable params: {a.get('trainable_params', 0):,}",
-            f"Non-trainable params: {a.get('non_trainable_params', 0):,}"]
-    if a.get("has_uninitialized"):
+    out += [f"{label} params: {df.attrs.get(key, 0):,}" for label, key in [
+        ("Total", "total_params"), ("Trainable", "trainable_params"),
+        ("Non-trainable", "non_trainable_params")]]
+    if df.attrs.get("has_uninitialized"):
         out.append("Uninitialized (lazy) parameters not counted: pass input_size to summary().")
     return "\n".join(out)
 
@@ -130,8 +128,8 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
 def gradient_stats(model: nn.Module) -> pd.DataFrame:
     """Per-parameter gradient statistics, safe for frozen and unused parameters.
 
-    Never reads ``.grad`` of a parameter whose gradient is None (the crash of case C21).
-    Not for the hot path: it syncs with the device once per parameter.
+    Never reads ``.grad`` of a parameter whose gradient is None (the crash of case C21);
+    syncs with the device once per parameter, so not for the hot path.
 
     Args:
         model: a module after ``loss.backward()`` (or before: every row is then "no gradient").
@@ -173,27 +171,24 @@ class GradientSample:
 class GradientProbe:
     """Per-layer gradient norms and log10(|g|) histograms, computed on the device.
 
-    The layers (modules owning a trainable parameter, model order) are fixed at construction
-    and by :meth:`refresh`; the gradients are re-collected by every :meth:`compute`, so a
-    parameter frozen (stale grad ignored) or without grad since is handled. Only a layer fully
-    frozen at construction and unfrozen later needs ``refresh()``.
+    Layers (modules owning a trainable parameter, model order) are fixed at construction and
+    by :meth:`refresh`; gradients are re-collected by every :meth:`compute` (stale grads of
+    frozen parameters ignored): only a layer fully frozen at construction and unfrozen later
+    needs ``refresh()``.
 
     Norm: ``sqrt(sum_t ||g_t||_2^2)`` = L2 norm of the layer's concatenated gradients, one
     ``torch._foreach_norm`` call (``torch.linalg.vector_norm`` loop if it is missing).
-    Histogram of log10(|g|) over every gradient element: exact zeros and NaN are left out,
-    non-zero values outside ``log10_range`` are clamped into the first/last bin. The gradients
-    are concatenated once (float32), mapped to integer bin indices shifted by layer, and
-    counted in one call over ``L * (bins + 1)`` slots: ``torch.histc`` on CUDA (no host sync),
-    ``torch.bincount`` elsewhere (about 6x faster than ``histc`` on CPU; no ``histc`` on MPS,
-    where the indices are counted on the CPU).
+    Histogram of log10(|g|) over all gradient elements: exact zeros and NaN are left out,
+    non-zero values outside ``log10_range`` are clamped into the end bins. The gradients are
+    concatenated once (float32) and all layers counted in one call (see ``_count_slots``).
 
     Args:
         model: the module being trained.
         bins: number of histogram bins per layer (>= 1).
-        log10_range: ``(low, high)`` in log10 units, high > low.
+        log10_range: ``(low, high)`` in log10 units, -37 <= low < high <= 38.
 
     Raises:
-        ValueError: bins < 1 or high <= low.
+        ValueError: bins < 1 or ``log10_range`` outside those bounds.
 
     Example:
         >>> probe = GradientProbe(model); loss.backward()
@@ -203,17 +198,15 @@ class GradientProbe:
     def __init__(self, model: nn.Module, bins: int = 40,
                  log10_range: tuple[float, float] = (-12.0, 2.0)) -> None:
         lo, hi = float(log10_range[0]), float(log10_range[1])
-        if bins < 1 or not hi > lo:
-            raise ValueError(f"GradientProbe: need bins >= 1 and high > low, got bins={bins}, "
-                             f"log10_range={log10_range}")
+        if bins < 1 or not -37.0 <= lo < hi <= 38.0:  # float32 normal range
+            raise ValueError(f"GradientProbe: need bins >= 1 and -37 <= low < high <= 38, got "
+                             f"bins={bins}, log10_range={log10_range}")
         self.model, self.bins, self.lo, self.hi = model, int(bins), lo, hi
         self.edges = np.linspace(lo, hi, self.bins + 1, dtype=np.float64)
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-derive ``layer_names`` / ``layer_kinds`` from the current requires_grad flags.
-
-        Call it from the thread that calls :meth:`compute` (the probe holds no lock)."""
+        """Re-derive the layers from the requires_grad flags (call it on the compute thread)."""
         layers = [(path, m, counted) for path, m, counted, _ in _owned_params(self.model)
                   if any(p.requires_grad for p in counted)]
         self.layer_names = [path for path, _, _ in layers]
@@ -246,35 +239,26 @@ class GradientProbe:
         key = (tuple(present), dev)
         if self._cache[0] != key:  # device tensors built once per pattern: no H2D copy later
             self._cache = (key, torch.tensor(present, device=dev),
-                           torch.tensor(-self.lo * scale, device=dev))
+                           torch.tensor(1.0 - self.lo * scale, device=dev))
         _, present_idx, shift = self._cache
         flat = torch.cat([g if g.device == dev else g.to(dev) for g in grads]).to(f32)  # (N,)
-        views = flat.split(sizes)  # one contiguous view per layer with gradients
+        views = flat.split_with_sizes(sizes)  # one contiguous view per layer with gradients
         foreach_norm = getattr(torch, "_foreach_norm", None)  # ||cat(g_t)|| = sqrt(sum ||g_t||^2)
         layer_norms = torch.stack(foreach_norm(views) if foreach_norm is not None
                                   else [torch.linalg.vector_norm(v) for v in views])
         norms = layer_norms if len(present) == L else torch.full(
             (L,), math.nan, dtype=f32, device=dev).index_copy_(0, present_idx, layer_norms)
-        # Bin units u = (log10|g| - lo) * bins / width; bin b of layer k is slot k*(bins+1)+b,
-        # slot k*(bins+1)+bins collects what is dropped (exact zeros -> -inf, NaN gradients).
-        u = torch.add(shift, flat.abs_().log10_(), alpha=scale, out=flat)
-        u.clamp_(max=bins - 0.5).nan_to_num_(nan=bins + 0.5, neginf=bins + 0.5).clamp_(min=0.0)
-        offsets, n = [k * (bins + 1) for k in present], L * (bins + 1)
-        if dev.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
-            # slot centres (exact in float32); histc, as CUDA bincount syncs with the host
-            _add_each(u.floor_().split(sizes), [o + 0.5 for o in offsets])
-            counts = torch.histc(u, bins=n, min=0, max=n)
-        else:  # also MPS, and CUDA under deterministic algorithms (its histc is non-deterministic)
-            idx = u.cpu().long()  # truncation == floor, as u >= 0
-            _add_each(idx.split(sizes), offsets)
-            counts = torch.bincount(idx, minlength=n).float()
-        return norms, counts.view(L, bins + 1)[:, :bins]
+        # u = (log10|g| - lo) * bins / width as w = u + 1: trunc(w) puts bin b of layer k in slot
+        # k*(bins+1) + 1+b, zeros and NaN (w := 0) in k*(bins+1). Clamping |g| to the end-bin
+        # centres first spares CPU log10 its 3-20x slower path for 0 and subnormals.
+        nonzero = torch.sign(flat.abs_())  # 1; 0 for exact zeros; NaN for NaN
+        flat.clamp_(10 ** (self.lo + 0.5 / scale), 10 ** (self.hi - 0.5 / scale))
+        w = torch.add(shift, flat.log10_(), alpha=scale, out=flat).mul_(nonzero).nan_to_num_(0.0)
+        counts = _count_slots(w, sizes, [k * (bins + 1) for k in present], L * (bins + 1))
+        return norms, counts.view(L, bins + 1)[:, 1:]
 
     def to_host(self, out: tuple[torch.Tensor, torch.Tensor]) -> GradientSample:
-        """Fetch a :meth:`compute` result with one device-to-host transfer.
-
-        Args:
-            out: ``(norms, hist)`` from :meth:`compute`.
+        """One device-to-host transfer of ``out = (norms, hist)`` from :meth:`compute`.
 
         Returns:
             GradientSample with numpy arrays (see its attributes).
@@ -284,20 +268,36 @@ class GradientProbe:
         return GradientSample(host[:L], host[L:].reshape(L, self.bins), self.edges)
 
 
-def _add_each(views: Sequence[torch.Tensor], offsets: list) -> None:
-    """In-place ``views[i] += offsets[i]``, in one ``torch._foreach_add_`` call when available."""
-    if not hasattr(torch, "_foreach_add_"):
-        return [v.add_(off) for v, off in zip(views, offsets)]
-    torch._foreach_add_(list(views), offsets)
+def _count_slots(u: torch.Tensor, sizes: list, offsets: list, n: int,
+                 use_histc: bool | None = None) -> torch.Tensor:
+    """Float32 ``(n,)`` counts of slot ``trunc(u) + offsets[i]`` over segment i of ``u``.
+
+    ``histc`` on CUDA (CUDA ``bincount`` syncs with the host), else int32 ``bincount``: ~6x
+    faster than ``histc`` on CPU; no ``histc`` on MPS, whose ``u`` is counted on the CPU.
+    """
+    if use_histc is None:  # CUDA histc is non-deterministic: not under deterministic algorithms
+        use_histc = u.is_cuda and not torch.are_deterministic_algorithms_enabled()
+    if use_histc:  # slot centres: integers + 0.5, exact in float32
+        u, offsets = u.trunc_(), [o + 0.5 for o in offsets]
+    else:
+        u = u.cpu().int()  # truncates, like trunc_
+    views = list(u.split_with_sizes(sizes))
+    if hasattr(torch, "_foreach_add_"):  # one call for all segments
+        torch._foreach_add_(views, offsets)
+    else:
+        for v, off in zip(views, offsets):
+            v.add_(off)
+    if use_histc:
+        return torch.histc(u, bins=n, min=0, max=n)
+    return torch.bincount(u, minlength=n).float()
 
 
 def activation_after(model: nn.Module) -> dict[str, str]:
     """Map each parameter-owning module to the class name of the activation that follows it.
 
-    The activation is the first module of ``torch.nn.modules.activation`` (Sigmoid, ReLU, GELU,
-    ...) found after the layer in registration order, before the next parameter-owning module
-    that is not a normalisation layer (whose class name contains ``"Norm"``). Activations
-    applied functionally in ``forward`` (``F.relu``) are invisible, giving ``""``.
+    That is the first ``torch.nn.modules.activation`` module (Sigmoid, ReLU, ...) after the layer
+    in registration order, before the next parameter-owning module other than a ``*Norm*``
+    layer. Activations applied in ``forward`` (``F.relu``) are invisible: ``""``.
 
     Returns:
         ``{layer_path: activation class name or ""}``.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnwidgets.stats import (GradientProbe, activation_after, flag_vanishing, format_summary,
+from nnwidgets.stats import (GradientProbe, _count_slots, activation_after, flag_vanishing, format_summary,
                              gradient_stats, summary)
 
 
@@ -236,11 +236,27 @@ def test_probe_default_dtype_float64_and_model_without_parameters():
     assert empty.layer_names == [] and s.norms.shape == (0,) and s.hist.shape == (0, 40)
 
 
+def test_count_slots_histc_branch_equals_bincount_branch():
+    torch.manual_seed(4)
+    u = torch.cat([-torch.rand(1000) * 5, torch.tensor([-0.0, 0.0, -4.0]), torch.rand(300) * 5.9])
+    sizes, offsets, n = [1003, 300], [5, 6], 12  # trunc(u) + offset in [1, 11]
+    hist = _count_slots(u.clone(), sizes, offsets, n, use_histc=True)
+    binc = _count_slots(u.clone(), sizes, offsets, n, use_histc=False)
+    assert hist.dtype == binc.dtype == torch.float32
+    torch.testing.assert_close(hist, binc, rtol=0, atol=0)
+    expected = torch.bincount(torch.cat([u[:1003].trunc() + 5, u[1003:].trunc() + 6]).long(),
+                              minlength=n).float()
+    torch.testing.assert_close(binc, expected, rtol=0, atol=0)
+    assert binc[5] == 2 + int(((u[:1000] > -1)).sum())  # -0.0 and 0.0 truncate to slot 0 + 5
+
+
 def test_probe_rejects_bad_bins_and_range():
     with pytest.raises(ValueError, match="bins >= 1"):
         GradientProbe(nn.Linear(2, 2), bins=0)
-    with pytest.raises(ValueError, match="high > low"):
+    with pytest.raises(ValueError, match="low < high"):
         GradientProbe(nn.Linear(2, 2), log10_range=(1.0, 1.0))
+    with pytest.raises(ValueError, match="-37 <= low"):
+        GradientProbe(nn.Linear(2, 2), log10_range=(-45.0, 0.0))
 
 
 # ---------------------------------------------------------------- vanishing gradients (case C13)
