@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._setup import move_to
+from .data import DataError, split_batch
 from .events import Event
 
 __all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET", "SNAPSHOT_INTERVAL_S"]
@@ -81,7 +83,6 @@ class LoopMixin:
         self._bus.fire(Event.EPOCH_STARTED, self, epoch=self.epoch)
 
     def _end_epoch(self) -> None:
-        from .data import DataError
         if not self._flush():
             return  # a non-finite loss: the run pauses; the epoch ends when it resumes
         if self._epoch_batches == 0:
@@ -143,8 +144,6 @@ class LoopMixin:
             self._bus.fire(Event.BATCH_COMPLETED, self, step=self.step, epoch=self.epoch)
 
     def _canonical(self, batch: Any) -> tuple[Any, Any]:
-        from ._setup import move_to
-        from .data import split_batch
         if self._custom_step is not None:
             return move_to(batch, self.device), None
         x, y = split_batch(batch)

@@ -72,7 +72,7 @@ class MetricSet:
         if self.task == "multiclass" and output.ndim == 1:  # one unbatched sample: logits (C,), target ()
             output, target = output.unsqueeze(0), target.reshape(1)
         self._preds.append(output.detach())
-        self._targets.append(target.detach())
+        self._targets.append(target.detach() if target.requires_grad else target)
 
     def flush(self) -> None:
         """Feed everything recorded since the last flush to torchmetrics in one update each."""
