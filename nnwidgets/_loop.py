@@ -106,7 +106,7 @@ class LoopMixin:
         self.epoch += 1
         self._batch_iter = None
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, self.step
-        self._snapshot(force=True)  # every verified epoch end is a rollback target
+        self._snapshot(force=True)  # every verified epoch end is a rollback target (~2 copies of the weights)
 
     # ------------------------------------------------------------------ steps
     def _train_step(self, batch: Any) -> None:
@@ -235,8 +235,11 @@ class LoopMixin:
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, force: bool = False) -> None:
         """Copy weights, buffers and optimizer state after a verified flush: the rollback
-        target when a non-finite loss is found after it was applied. Taken at most every
-        ``SNAPSHOT_INTERVAL_S`` into preallocated tensors (``copy_``, no allocation)."""
+        target when a non-finite loss is found after it was applied. Taken at the start of a
+        run, at every epoch end, and within an epoch at most every ``SNAPSHOT_INTERVAL_S``,
+        into preallocated tensors
+        (``copy_``, no allocation). A rollback into an earlier epoch runs that epoch again
+        (the scheduler is not stepped back)."""
         now = time.perf_counter()
         if not force and now - self._snap_t < SNAPSHOT_INTERVAL_S:
             return
@@ -258,7 +261,8 @@ class LoopMixin:
             entries = [(p, k, None if torch.is_tensor(v) else v)
                        for p, st in self.optimizer.state.items() for k, v in st.items()]
             self._snap = {"step": self.step, "n_hist": self.history.n_steps, "tensors": copies,
-                          "opt_entries": entries, "epoch_sums": (self._epoch_loss_sum, self._epoch_n)}
+                          "opt_entries": entries, "epoch_sums": (self._epoch_loss_sum, self._epoch_n),
+                          "epoch": self.epoch, "n_epochs": len(self.history.epoch_records)}
 
     def _restore_snapshot(self) -> None:
         snap = self._snap
@@ -272,13 +276,15 @@ class LoopMixin:
             for p, k, plain in snap["opt_entries"]:
                 self.optimizer.state[p][k] = next(saved).clone() if plain is None else plain
         self.history.truncate_steps(snap["n_hist"])
+        self.history.truncate_epochs(snap["n_epochs"])
         self.step = snap["step"]
-        # Snapshots are taken at every epoch end, so the target lies in the current epoch:
-        # its loss sums go back too; its train metrics restart from the rollback.
-        self._epoch_loss_sum, self._epoch_n = snap["epoch_sums"]
-        self._epoch_steps = self.step - self._epoch_first_step
-        self._train_metrics.reset()
-        if self.step == self._epoch_first_step:  # back to the start of this epoch: run it again
+        self._train_metrics.reset()  # train metrics of the epoch restart from the rollback
+        if snap["epoch"] == self.epoch and self.step > self._epoch_first_step:
+            # the target lies inside the current epoch: its loss sums go back, iteration goes on
+            self._epoch_loss_sum, self._epoch_n = snap["epoch_sums"]
+            self._epoch_steps = self.step - self._epoch_first_step
+        else:  # an earlier epoch, or this one's start: run the snapshot's epoch again from its start
+            self.epoch = snap["epoch"]
             self._batch_iter = self._pending_batch = None
 
     # ------------------------------------------------------------------ gradients

@@ -95,6 +95,11 @@ class History:
         """Forget steps from ``n_steps`` on (used when a run rolls back to verified weights)."""
         self._n = min(self._n, max(0, int(n_steps)))
 
+    def truncate_epochs(self, n_epochs: int) -> None:
+        """Forget epoch records from ``n_epochs`` on (a rollback into an earlier epoch)."""
+        with self._lock:
+            self._epochs = self._epochs[:max(0, int(n_epochs))]
+
     def append_epoch(self, row: dict[str, Any]) -> None:
         """Append one epoch record (plain Python numbers only)."""
         with self._lock:
