@@ -205,8 +205,11 @@ class LoopMixin:
         t_prev = self._last_commit_t - self._t_start
         self.history.append_steps(self.epoch, losses, float(self.optimizer.param_groups[0]["lr"]),
                                   t_prev, now - self._t_start)
-        if len(losses):
-            self._step_time = (now - self._last_commit_t) / len(losses)
+        # seconds per step, averaged over every committed window of the trainer (a single short
+        # window, e.g. an epoch-end flush right after a timed one, would be far off)
+        self._timed_s += now - self._last_commit_t
+        self._timed_steps += len(losses)
+        self._step_time = self._timed_s / self._timed_steps if self._timed_steps else None
         self._last_commit_t = now
         self._loss_buf, self._n_buf = [], []
 

@@ -136,6 +136,7 @@ class Trainer(LoopMixin):
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, 0
         self._probe = None
         self._step_time: float | None = None
+        self._timed_s, self._timed_steps = 0.0, 0
         self._tool_time = 0.0
         self._run_wall = 0.0
         self._phase = "starting"
@@ -492,6 +493,7 @@ class Trainer(LoopMixin):
                 raise StopRun()
             if self._steps_allowed > 0:
                 self._steps_allowed -= 1
+            self._last_commit_t = self._last_flush = time.perf_counter()  # the pause is no step time
             self._attention = True
             self._set_state("running")
             self._record("state", name="resumed", new="running", message=f"resumed at epoch {self.epoch}, step {self.step}")
