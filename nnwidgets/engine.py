@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 import math
 import threading
+import warnings
 import time
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from . import hyperparams as hp
+from ._errors import explain
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
@@ -198,16 +200,30 @@ class Trainer(LoopMixin):
         Raises:
             RuntimeError: the Trainer is already running in the background.
             Exception: an error in the model, loss or data is re-raised after the run was
-                marked failed; the history and the last completed step are kept.
+                marked failed; the history and the last completed step are kept. A class
+                label out of range in a later batch becomes a ``DataError`` naming the fix.
+
+        Warns:
+            RuntimeWarning: the loss became non-finite; the run is paused (``fit()`` again
+                or ``resume()`` continues, e.g. after ``set(lr=...)``).
         """
         self._begin(epochs, background=False)
         self._run()
         if self._state == "failed" and self.error is not None:
             raise self.error
+        last = self.history.event_records[-2:]
+        if self._state == "paused" and last and last[0]["kind"] == "nonfinite":
+            warnings.warn(last[0]["message"], RuntimeWarning, stacklevel=2)
         return self.history
 
     def start(self, epochs: int | None = None) -> "Trainer":
-        """Train in a background thread and return at once (sliders can steer it)."""
+        """Train in a background thread and return at once (sliders can steer it). On a run
+        paused in the background this is :meth:`resume`."""
+        with self._ctl:
+            if self._loop_active and self._state == "paused" and epochs is None:
+                self._pause_requested, self._attention = False, True
+                self._ctl.notify_all()
+                return self
         self._begin(epochs, background=True)
         self._thread = threading.Thread(target=self._run, name="nnwidgets-trainer", daemon=True)
         self._thread.start()
@@ -252,12 +268,13 @@ class Trainer(LoopMixin):
                 self._set_state("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the background run ends or pauses; True when it did within ``timeout`` s."""
+        """Block until the background run ends or pauses (a requested stop is waited for);
+        True when it did within ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ctl:
             # a pause that resume()/step_once() has lifted but the loop has not left yet is no pause
             while self._loop_active and not (self._state == "paused" and self._pause_requested
-                                             and self._steps_allowed == 0):
+                                             and self._steps_allowed == 0 and not self._stop_requested):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -416,6 +433,8 @@ class Trainer(LoopMixin):
         except KeyboardInterrupt:
             ending, message = "stopped", f"interrupted at epoch {self.epoch}, step {self.step}"
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
+            e = explain(e, self._phase, self.epoch, self.step,
+                        self._prepared.width if self._prepared is not None else None)
             ending, self.error = "failed", e
             message = f"{type(e).__name__} during {self._phase} at epoch {self.epoch}, step {self.step}: {e}"
             if hasattr(e, "add_note"):
@@ -426,6 +445,10 @@ class Trainer(LoopMixin):
     def _finish(self, ending: str, message: str) -> None:
         try:
             self._flush()
+            last = self.history.gradient_norms()[0][-1:]
+            if ending != "failed" and self._probe is not None and (not len(last) or last[0] < self.step) \
+                    and any(p.grad is not None for p in self.model.parameters()):
+                self._sample_gradients()  # the gradient view ends at the run's last step
         except Exception:  # noqa: BLE001 - a failing flush must not hide the run's own ending
             self._loss_buf, self._n_buf = [], []
         self.optimizer.zero_grad(set_to_none=True)

@@ -114,13 +114,27 @@ def test_c02_zero_d_float_target_of_an_unbatched_sample_is_cast_and_trains():
 
 def test_c02_out_of_range_label_in_a_later_batch_fails_the_run_with_history_kept():
     """Only the first batch is checked (no per-step host sync); a bad label later fails the run
-    cleanly: original exception, state failed, the steps before it kept."""
+    cleanly: a DataError naming step, class count and fixes (PyTorch's IndexError as its cause),
+    state failed, the steps before it kept."""
     batches = [(LOGITS, torch.tensor(LABELS)), (LOGITS, torch.tensor([0, 1, 7, 1]))]
     t = nw.Trainer(Echo(), batches, epochs=1, **CPU)
-    with pytest.raises(IndexError, match="out of bounds"):
+    with pytest.raises(DataError, match=r"epoch 0, step 1 is out of range for the model's 3 outputs, labels 0\.\.2"
+                                        r".*Target 7 is out of bounds.*1-based: shift them with y - 1") as err:
         t.fit()
+    assert isinstance(err.value.__cause__, IndexError)
     assert t.state == "failed" and t.history.n_steps == 1
     assert "step 1" in events(t, "error")[0]["message"]
+
+
+def test_training_with_every_layer_frozen_names_the_cause_and_the_fix():
+    model = nn.Linear(3, 3)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    t = nw.Trainer(model, [(LOGITS, torch.tensor(LABELS))], epochs=1, **CPU)
+    with pytest.raises(RuntimeError, match=r"No parameter of the model requires a gradient at epoch 0, step 0 "
+                                           r"\(are all layers frozen\?\).*trainer\.freeze\(name, False\)"):
+        t.fit()
+    assert t.state == "failed"
 
 
 # ---------------------------------------------------------------- C03 labels [N, 1]

@@ -354,3 +354,37 @@ def test_a_failing_handler_fails_the_run_naming_it():
         t.fit()
     assert t.state == "failed" and t.step == 2
     assert "BATCH_COMPLETED handler" in events(t, "error")[0]["message"]
+
+
+def test_stop_after_pause_and_step_is_waited_for_and_start_resumes_a_paused_run():
+    t = nw.Trainer(_mlp(), _data(n=50), epochs=50, **CPU)
+    t.start()
+    assert _until(lambda: t.step > 5)
+    t.pause()
+    assert t.wait(5) and t.state == "paused"
+    t.start()                                    # on a paused background run: resume, not an error
+    s = t.step
+    assert _until(lambda: t.step > s + 3) and t.state == "running"
+    t.pause()
+    assert t.wait(5)
+    t.step_once()
+    t.stop()
+    assert t.wait(5) and t.state == "stopped"    # wait() does not return on the pause a stop lifts
+
+
+def test_fit_that_pauses_on_a_nonfinite_loss_warns_with_the_message():
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) * 50
+    t = nw.Trainer(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)), [(x, x.sum(1, keepdim=True))],
+                   epochs=10, lr=0.1, momentum=0.9, **CPU)
+    with pytest.warns(RuntimeWarning, match=r"loss became inf at step 2 .*learning rate 0\.1 and momentum 0\.9"):
+        t.fit()
+    assert t.state == "paused"
+
+
+def test_gradient_view_ends_at_the_last_step_of_a_run():
+    t = nw.Trainer(_mlp(), _data(n=7), epochs=3, grad_every=1000, **CPU)
+    t.fit()
+    steps, layers, norms = t.history.gradient_norms()
+    assert steps[0] == 1 and steps[-1] == t.step == 21
+    assert np.isfinite(norms[-1]).all() and layers == ["0", "2"]
