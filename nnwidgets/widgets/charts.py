@@ -66,7 +66,8 @@ class LossChart:
     Attributes:
         widget: ``VBox([log toggle, figure])``.
         raw, smooth, val: the bqplot ``Lines`` marks; ``markers``: :class:`EventMarkers`.
-        log_toggle: ``ToggleButton``; ``True`` puts the loss axis on a ``LogScale``.
+        log_toggle: ``ToggleButton``; ``True`` puts the loss lines on a ``LogScale`` and shows
+            the y axis drawn with it. y_scale, y_axis: the loss scale and y axis in use.
 
     Example:
         >>> chart = LossChart(); chart.refresh(trainer)   # doctest: +SKIP
@@ -80,7 +81,12 @@ class LossChart:
         self.log_floor = float(log_floor)
         self._dec = MinMaxDecimator(max_points, tail)
         self.x_scale = bq.LinearScale()
-        self.y_scale: bq.Scale = bq.LinearScale()
+        # both loss scales and both loss axes exist from the start; the toggle swaps them
+        self._y_scales = {False: bq.LinearScale(), True: bq.LogScale()}
+        self._y_axes = {log: bq.Axis(scale=scale, side="left", label="loss", tick_format=".3g")
+                        for log, scale in self._y_scales.items()}
+        self.y_scale: bq.Scale = self._y_scales[False]
+        self.y_axis: bq.Axis = self._y_axes[False]
         sc = {"x": self.x_scale, "y": self.y_scale}
         self.raw = bq.Lines(scales=dict(sc), colors=[_BLUE], opacities=[0.3], stroke_width=1,
                             labels=["train loss (per step)"], display_legend=True)
@@ -89,8 +95,8 @@ class LossChart:
         self.val = bq.Lines(scales=dict(sc), colors=[_ORANGE], stroke_width=2, marker="circle",
                             marker_size=24, labels=["validation loss"], display_legend=True)
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
-        self.y_axis = bq.Axis(scale=self.y_scale, side="left", label="loss", tick_format=".3g")
-        axes = [bq.Axis(scale=self.x_scale, label="step", tick_format="d"), self.y_axis]
+        self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
+        axes = [self.x_axis, self.y_axis]
         self.figure = _figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height)
         self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
                                                tooltip="Loss axis on a log scale")
@@ -155,12 +161,21 @@ class LossChart:
         set_xy(getattr(self, name), x, y)
 
     def _on_log(self, change: dict) -> None:
+        """Swap the loss scale of the three loss lines and the y axis shown.
+
+        The axis is swapped in ``figure.axes`` rather than given a new ``scale``: bqplot's
+        front end (0.13) keeps drawing an Axis with the scale it was created with (its
+        ``change:scale`` handler rescales with the old scale view), so a LogScale set on the
+        old axis left linear ticks next to a log-scaled curve. Both scales and both axes are
+        made in ``__init__``: no widget model is created here.
+        """
+        log = bool(change["new"])
         with self._lock:
-            self.y_scale = bq.LogScale() if change["new"] else bq.LinearScale()
+            self.y_scale, self.y_axis = self._y_scales[log], self._y_axes[log]
             with self.figure.hold_sync():
                 for mark in (self.raw, self.smooth, self.val):
                     mark.scales = {"x": self.x_scale, "y": self.y_scale}
-                self.y_axis.scale = self.y_scale
+                self.figure.axes = [self.x_axis, self.y_axis]
                 for name, (x, y) in list(self._sent.items()):
                     self._send(name, x, y)
 

@@ -172,7 +172,7 @@ def test_nonfinite_losses_never_sent_and_log_toggle():
     chart.log_toggle.value = True
     assert type(chart.y_scale).__name__ == "LogScale"
     assert all(m.scales["y"] is chart.y_scale for m in (chart.raw, chart.smooth, chart.val))
-    assert chart.y_axis.scale is chart.y_scale
+    assert chart.y_axis.scale is chart.y_scale and chart.y_axis in chart.figure.axes
     np.testing.assert_array_equal(chart.raw.y, np.float32([1, 1e-6, 1e-6, 3]))
     np.testing.assert_array_equal(chart.val.y, np.float32([1e-6]))
     assert chart.markers.lines.scales["y"] is chart.markers.y_scale  # markers keep their [0, 1] scale
@@ -183,6 +183,34 @@ def test_nonfinite_losses_never_sent_and_log_toggle():
     chart.log_toggle.value = False
     assert type(chart.y_scale).__name__ == "LinearScale" and chart.raw.scales["y"] is chart.y_scale
     np.testing.assert_array_equal(chart.raw.y, [1, 0, -2, 3, 0.5])
+
+
+def _y_axes(figure):
+    return [a for a in figure.axes if a.orientation == "vertical"]
+
+
+def test_log_toggle_puts_marks_and_the_shown_y_axis_on_one_scale():
+    """bqplot's front end ignores a new ``scale`` on an existing Axis (linear ticks stayed next
+    to a log curve), so the toggle must swap whole axes and never reassign ``Axis.scale``."""
+    from ipywidgets.widgets.widget import _instances
+    chart = LossChart()
+    lines = (chart.raw, chart.smooth, chart.val)
+    linear = chart.y_scale
+    reassigned = []
+    for axis in chart.figure.axes:
+        axis.observe(lambda change: reassigned.append(change), names="scale")
+    before = set(_instances)
+    for log, kind in ((True, "LogScale"), (False, "LinearScale"), (True, "LogScale")):
+        chart.log_toggle.value = log
+        assert reassigned == []             # no Axis got a new scale: the shown axis is swapped
+        (y_axis,) = _y_axes(chart.figure)
+        assert type(chart.y_scale).__name__ == kind
+        assert y_axis is chart.y_axis and y_axis.scale is chart.y_scale
+        assert all(m.scales["y"] is chart.y_scale and m.scales["x"] is chart.x_scale for m in lines)
+        assert all(m.scales["y"] is chart.markers.y_scale for m in chart.markers.marks)  # [0, 1], not loss
+    chart.log_toggle.value = False
+    assert chart.y_scale is linear and _y_axes(chart.figure)[0].scale is linear
+    assert set(_instances) == before        # no widget model created by the toggle
 
 
 def test_long_run_is_decimated_min_max_preserving():
