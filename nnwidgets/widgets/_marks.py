@@ -6,7 +6,7 @@ from typing import Any
 import bqplot as bq
 import numpy as np
 
-__all__ = ["EventMarkers", "set_xy", "event_label"]
+__all__ = ["EventMarkers", "set_xy", "set_lines", "event_label"]
 
 _STATES = {"paused", "stopped", "failed"}
 _KIND_COLOR = {"setting": "#7f7f7f", "nonfinite": "#d62728", "error": "#d62728",
@@ -19,6 +19,24 @@ def set_xy(mark: bq.Mark, x: np.ndarray, y: np.ndarray) -> None:
     with mark.hold_sync():
         mark.x = np.ascontiguousarray(x, dtype=np.float32)
         mark.y = np.ascontiguousarray(y, dtype=np.float32)
+
+
+def set_lines(mark: bq.Lines, x: np.ndarray, y: np.ndarray) -> None:
+    """Set ``k`` lines over a shared x on one ``Lines`` mark, in one comm message.
+
+    bqplot squeezes every length-1 dimension of ``y``: a ``(k, 1)`` array (k lines, one point
+    each) would arrive as ``(k,)``, i.e. one line of ``k`` points. A single point is therefore
+    sent twice (a zero-length segment, drawn as the point); a single line goes as ``(n,)``.
+
+    Args:
+        mark: the ``Lines`` mark.
+        x: ``(n,)`` x values shared by all lines.
+        y: ``(k, n)`` one row per line (``NaN``: a gap).
+    """
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32).reshape(-1, len(x))
+    if len(x) == 1 and len(y) > 1:
+        x, y = np.repeat(x, 2), np.repeat(y, 2, axis=1)
+    set_xy(mark, x, y[0] if len(y) == 1 else y)
 
 
 def _num(v: Any) -> str:

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
-from ._marks import EventMarkers, set_xy
+from ._marks import EventMarkers, set_lines, set_xy
 
 __all__ = ["LossChart", "MetricChart", "TrainingCharts"]
 
@@ -187,7 +187,14 @@ class MetricChart:
     ``accuracy`` (and ``accuracy_macro``) for classification, ``r2`` and ``mae`` for regression,
     each with its ``val_`` twin when validation data is given. Accuracy-like metrics and R² use
     the left axis (accuracy on [0, 1]; R² on [-1, 1], values below -1 drawn at -1), all others
-    (MAE, ...) the right axis. Lines are created at the first epoch record.
+    (MAE, ...) the right axis.
+
+    Every widget model exists from construction: four multi-line ``Lines`` marks (left/right
+    axis × train/validation, one line per metric), both y axes (hidden until used) and the
+    markers. Metric names are known only at the first epoch record; marks made then by the
+    panel's thread and added to a figure on the page left it empty in the browser (``widget
+    model not found``), so a refresh only writes data, labels, colours and visibility. All
+    lines share the x of the epoch records (``NaN``, a gap, where a value is not finite).
 
     Args:
         max_points: most points per line (stride decimation, newest kept).
@@ -195,7 +202,13 @@ class MetricChart:
         height: CSS height of the figure.
 
     Attributes:
-        widget: the bqplot ``Figure``. ``lines``: ``{record key: Lines}``.
+        widget: the bqplot ``Figure``. keys: metric keys shown, in record order.
+        marks: ``{(axis, val): Lines}``, axis ``"score"`` (left) or ``"value"`` (right), ``val``
+            True for the dashed validation mark. score_axis, value_axis: the y axes.
+
+    Example:
+        >>> chart = MetricChart(); chart.refresh(trainer)   # doctest: +SKIP
+        >>> chart.series("val_accuracy")                     # (x, y) float32 as sent  # doctest: +SKIP
     """
 
     def __init__(self, *, max_points: int = 200, max_markers: int = 50, height: str = "280px") -> None:
@@ -203,50 +216,72 @@ class MetricChart:
         self.x_scale = bq.LinearScale()
         self.score_scale = bq.LinearScale(min=0.0, max=1.0)
         self.value_scale = bq.LinearScale()
+        self.marks: dict[tuple[str, bool], bq.Lines] = {}
+        for axis, scale in (("score", self.score_scale), ("value", self.value_scale)):
+            for val in (False, True):
+                self.marks[axis, val] = bq.Lines(
+                    x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales={"x": self.x_scale, "y": scale},
+                    marker="circle", marker_size=20, line_style="dashed" if val else "solid", stroke_width=2,
+                    labels=[], display_legend=True)
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
-        self.widget = self.figure = _figure(list(self.markers.marks), [self.x_axis], "Metrics", height)
+        self.score_axis = bq.Axis(scale=self.score_scale, side="left", label="", tick_format=".2f", visible=False)
+        self.value_axis = bq.Axis(scale=self.value_scale, side="right", label="", tick_format=".3g", visible=False)
+        self.widget = self.figure = _figure([*self.marks.values(), *self.markers.marks],
+                                            [self.x_axis, self.score_axis, self.value_axis], "Metrics", height)
         self.reset()
 
     def reset(self) -> None:
-        """Forget the run shown and remove the metric lines."""
+        """Forget the run shown: empty lines, hidden y axes, no markers."""
         self._history, self._n_epochs = None, 0
-        self.lines: dict[str, bq.Lines] = {}
-        self._data: dict[str, tuple[list[float], list[float]]] = {}
+        self.keys: list[str] = []
+        self._rows: dict[tuple[str, bool], list[str]] = {k: [] for k in self.marks}
+        self._x: list[float] = []
+        self._y: dict[str, list[float]] = {}
+        self._sent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.markers.reset()
-        self.figure.marks = list(self.markers.marks)
-        self.figure.axes = [self.x_axis]
+        self.score_scale.min = 0.0
+        for mark in self.marks.values():
+            set_xy(mark, np.zeros(0, np.float32), np.zeros(0, np.float32))
+            mark.labels = []
+        for axis in (self.score_axis, self.value_axis):
+            axis.visible, axis.label = False, ""
 
     @staticmethod
     def _bounded(base: str) -> bool:
         return "accuracy" in base or base == "r2"
 
-    def _build(self, keys: list[str]) -> None:
-        """Create one line per metric key, in record order (train before val)."""
-        bases = list(dict.fromkeys(k[4:] if k.startswith("val_") else k for k in keys))
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` float32 of metric ``key`` as last sent (``KeyError`` if not shown)."""
+        return self._sent[key]
+
+    def mark_of(self, key: str) -> bq.Lines:
+        """The ``Lines`` mark that draws metric ``key``."""
+        return next(self.marks[slot] for slot, keys in self._rows.items() if key in keys)
+
+    def _assign(self, keys: list[str]) -> None:
+        """Give each metric key a line in one of the four marks; label the axes."""
+        self.keys = list(keys)
+        bases = list(dict.fromkeys(k.removeprefix("val_") for k in keys))
         if "r2" in bases:
             self.score_scale.min = -1.0
-        axes = [self.x_axis]
+        for key in keys:
+            axis = "score" if self._bounded(key.removeprefix("val_")) else "value"
+            self._rows[axis, key.startswith("val_")].append(key)
+            self._y[key] = []
+        for slot, rows in self._rows.items():
+            with self.marks[slot].hold_sync():
+                self.marks[slot].labels = [k.replace("_", " ") for k in rows]
+                self.marks[slot].colors = [_COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)]
+                                           for k in rows] or [_COLORS[0]]
         left = [b for b in bases if self._bounded(b)]
         right = [b for b in bases if not self._bounded(b)]
-        if left:
-            label = "R²" if left == ["r2"] else ", ".join(left)
-            axes.append(bq.Axis(scale=self.score_scale, side="left", label=label, tick_format=".2f"))
-        if right:
-            axes.append(bq.Axis(scale=self.value_scale, side="right",
-                                label=", ".join(b.upper() if b == "mae" else b for b in right), tick_format=".3g"))
-        for key in keys:
-            base = key[4:] if key.startswith("val_") else key
-            scale = self.score_scale if self._bounded(base) else self.value_scale
-            self.lines[key] = bq.Lines(
-                x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales={"x": self.x_scale, "y": scale},
-                colors=[_COLORS[bases.index(base) % len(_COLORS)]], marker="circle", marker_size=20,
-                line_style="dashed" if key.startswith("val_") else "solid", stroke_width=2,
-                labels=[key.replace("_", " ")], display_legend=True)
-            self._data[key] = ([], [])
-        with self.figure.hold_sync():
-            self.figure.marks = [*self.lines.values(), *self.markers.marks]
-            self.figure.axes = axes
+        with self.score_axis.hold_sync():
+            self.score_axis.label = "R²" if left == ["r2"] else ", ".join(left)
+            self.score_axis.visible = bool(left)
+        with self.value_axis.hold_sync():
+            self.value_axis.label = ", ".join(b.upper() if b == "mae" else b for b in right)
+            self.value_axis.visible = bool(right)
 
     def refresh(self, trainer: Any) -> None:
         """Add the epoch records and events that appeared since the last call."""
@@ -257,24 +292,30 @@ class MetricChart:
         records, events = h.epoch_records, h.event_records
         if len(records) != self._n_epochs:
             new = records[self._n_epochs:]
-            if not self.lines:
-                keys = [k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
-                self._build(keys)
-            before = {key: len(xs) for key, (xs, _) in self._data.items()}
+            if not self.keys:
+                self._assign([k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))])
             for r in new:
-                for key, (xs, ys) in self._data.items():
+                self._x.append(float(r["step"]))
+                for key, ys in self._y.items():
                     v = r.get(key)
-                    if v is not None and math.isfinite(v):
-                        xs.append(float(r["step"]))
-                        ys.append(max(float(v), -1.0) if key.endswith("r2") else float(v))
+                    ok = isinstance(v, (int, float)) and math.isfinite(v)
+                    ys.append((max(float(v), -1.0) if key.endswith("r2") else float(v)) if ok else math.nan)
             self._n_epochs = len(records)
-            for key, (xs, ys) in self._data.items():
-                if len(xs) != before[key]:
-                    x, y = stride_decimate(np.asarray(xs, np.float32), np.asarray(ys, np.float32),
-                                           self.max_points)
-                    set_xy(self.lines[key], x, y)
+            self._send()
         if len(events) != self.markers.n_events:
             self.markers.update(events)
+
+    def _send(self) -> None:
+        n = len(self._x)
+        idx, _ = stride_decimate(np.arange(n), np.arange(n), self.max_points)
+        x = np.asarray(self._x, np.float32)[idx]
+        for slot, rows in self._rows.items():
+            if not rows:
+                continue
+            y = np.asarray([self._y[k] for k in rows], np.float32)[:, idx]  # (lines, points)
+            for key, row in zip(rows, y):
+                self._sent[key] = (x, row)
+            set_lines(self.marks[slot], x, y)
 
 
 class TrainingCharts:

@@ -96,14 +96,21 @@ def test_marker_where_lr_changed(lr_run):
 
 def test_metric_chart_accuracy_train_and_val(lr_run):
     m, records = lr_run.charts.metrics, lr_run.t.history.epoch_records
-    assert list(m.lines) == ["accuracy", "val_accuracy"]
-    for key, line in m.lines.items():
-        np.testing.assert_array_equal(line.x, [6, 12])
-        np.testing.assert_allclose(line.y, [r[key] for r in records], rtol=1e-6)
+    assert m.keys == ["accuracy", "val_accuracy"]
+    for key in m.keys:
+        x, y = m.series(key)
+        np.testing.assert_array_equal(x, [6, 12])
+        np.testing.assert_allclose(y, [r[key] for r in records], rtol=1e-6)
+        line = m.mark_of(key)  # one line per mark here: what bqplot holds is the series itself
+        np.testing.assert_array_equal(line.x, x)
+        np.testing.assert_array_equal(line.y, y)
+        assert list(line.labels) == [key.replace("_", " ")]
+        assert line.line_style == ("dashed" if key.startswith("val_") else "solid")
     with torch.no_grad():
         acc = (lr_run.t.model(lr_run.x).argmax(1) == lr_run.y).float().mean().item()
-    assert m.lines["val_accuracy"].y[-1] == pytest.approx(acc, abs=1e-6)
+    assert m.series("val_accuracy")[1][-1] == pytest.approx(acc, abs=1e-6)
     assert m.score_scale.min == 0.0 and m.score_scale.max == 1.0
+    assert m.score_axis.visible and m.score_axis.label == "accuracy" and not m.value_axis.visible
 
 
 def test_refresh_without_changes_sends_nothing(lr_run, monkeypatch):
@@ -145,13 +152,13 @@ def test_c12_keeps_finite_points_and_marks_the_stop(c12_run):
 def test_c12_regression_metrics_r2_clipped(c12_run):
     t, charts = c12_run
     m, records = charts.metrics, t.history.epoch_records
-    assert set(m.lines) == {"mae", "r2"}
-    np.testing.assert_allclose(m.lines["mae"].y, [r["mae"] for r in records], rtol=1e-6)
+    assert set(m.keys) == {"mae", "r2"}
+    np.testing.assert_allclose(m.series("mae")[1], [r["mae"] for r in records], rtol=1e-6)
     assert records[-1]["r2"] < -1
-    np.testing.assert_allclose(m.lines["r2"].y, [max(r["r2"], -1.0) for r in records], rtol=1e-6)
-    assert m.lines["r2"].scales["y"] is m.score_scale and m.lines["mae"].scales["y"] is m.value_scale
+    np.testing.assert_allclose(m.series("r2")[1], [max(r["r2"], -1.0) for r in records], rtol=1e-6)
+    assert m.mark_of("r2").scales["y"] is m.score_scale and m.mark_of("mae").scales["y"] is m.value_scale
     assert m.score_scale.min == -1.0
-    assert {a.label for a in m.figure.axes} == {"step", "R²", "MAE"}
+    assert {a.label for a in m.figure.axes if a.visible} == {"step", "R²", "MAE"}
 
 
 def fake(h):
@@ -272,11 +279,17 @@ def test_metric_chart_waits_for_first_epoch():
     h.append_steps(0, np.float32([1, 2]), lr=0.1, t0=0, t1=1)
     m = MetricChart()
     m.refresh(fake(h))
-    assert m.lines == {} and len(m.figure.axes) == 1
+    assert m.keys == [] and [a.label for a in m.figure.axes if a.visible] == ["step"]
+    assert all(len(mark.x) == 0 and len(mark.labels) == 0 for mark in m.marks.values())
     h.append_epoch({"epoch": 0, "step": 2, "loss": 1.5, "accuracy": 0.5, "accuracy_macro": 0.4, "lr": 0.1})
     m.refresh(fake(h))
-    assert list(m.lines) == ["accuracy", "accuracy_macro"]
-    np.testing.assert_array_equal(m.lines["accuracy_macro"].y, np.float32([0.4]))
+    assert m.keys == ["accuracy", "accuracy_macro"]
+    np.testing.assert_array_equal(m.series("accuracy_macro")[1], np.float32([0.4]))
+    train = m.marks["score", False]  # both train metrics are lines of one mark: y is (2, points)
+    assert list(train.labels) == ["accuracy", "accuracy macro"] and len(set(train.colors)) == 2
+    # bqplot squeezes a (2, 1) y to (2,) - one line of two points - so one point is sent twice
+    np.testing.assert_array_equal(train.y, np.float32([[0.5, 0.5], [0.4, 0.4]]))
+    np.testing.assert_array_equal(train.x, np.float32([2, 2]))
 
 
 def test_refresh_during_background_run_matches_fresh_chart():
@@ -303,5 +316,6 @@ def test_refresh_during_background_run_matches_fresh_chart():
         a, b = getattr(live.loss, name), getattr(fresh.loss, name)
         np.testing.assert_array_equal(a.x, b.x)
         np.testing.assert_allclose(a.y, b.y, rtol=1e-6)  # bucket sums added in another order
-    for key, line in fresh.metrics.lines.items():
-        np.testing.assert_array_equal(live.metrics.lines[key].y, line.y)
+    assert live.metrics.keys == fresh.metrics.keys == ["accuracy", "val_accuracy"]
+    for key in fresh.metrics.keys:
+        np.testing.assert_array_equal(live.metrics.series(key)[1], fresh.metrics.series(key)[1])
