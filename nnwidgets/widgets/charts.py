@@ -334,11 +334,11 @@ class TrainingCharts:
         self.widget = widgets.VBox([self.loss.widget, self.metrics.widget])
 
     def refresh(self, trainer: Any) -> None:
-        """Refresh both charts (see :meth:`LossChart.refresh`). Both step axes span
-        ``[0, steps so far]``, so a marker sits at the same place in the two charts."""
+        """Refresh both charts (see :meth:`LossChart.refresh`). Both step axes span ``[0, n_steps]``
+        (the newest epoch record sits at ``x = n_steps``), so markers line up in the two charts."""
         self.loss.refresh(trainer)
         self.metrics.refresh(trainer)
-        last = float(max(trainer.history.n_steps - 1, 1))
+        last = float(max(trainer.history.n_steps, 1))
         for scale in (self.loss.x_scale, self.metrics.x_scale):
             if scale.min != 0.0 or scale.max != last:
                 with scale.hold_sync():

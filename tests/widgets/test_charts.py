@@ -84,6 +84,14 @@ def test_validation_loss_at_epoch_end_steps(lr_run):
     assert chart.val.y[-1] == pytest.approx(expected, rel=1e-5)
 
 
+def test_step_axes_reach_the_newest_epoch_record(lr_run):
+    """Epoch records sit at x = n_steps (updates done), one past the newest loss point."""
+    charts = lr_run.charts
+    for scale in (charts.loss.x_scale, charts.metrics.x_scale):
+        assert (scale.min, scale.max) == (0.0, 12.0)
+    assert charts.loss.val.x[-1] == charts.metrics.series("accuracy")[0][-1] == 12
+
+
 def test_marker_where_lr_changed(lr_run):
     for markers in (lr_run.charts.loss.markers, lr_run.charts.metrics.markers):
         assert markers.steps == [6]
