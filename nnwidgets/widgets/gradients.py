@@ -16,7 +16,7 @@ from torch import nn
 
 from ..stats import activation_after, flag_vanishing
 from ._decimate import stride_decimate
-from ._marks import set_xy
+from ._marks import set_lines
 
 __all__ = ["GradientView"]
 
@@ -33,8 +33,9 @@ class GradientView:
     """Per-layer gradient norms (log y axis), a log10|g| histogram heat map, and flags.
 
     * Norm chart: one line per layer, labelled ``"<layer> (<type>)"`` (``"... frozen"`` when
-      all its parameters have ``requires_grad=False``), x = step of the gradient sample,
-      y = L2 norm of the layer's gradient on a ``LogScale``. "No gradient" (NaN) and zero norms
+      all its parameters have ``requires_grad=False``), x = step of the gradient sample (the
+      axis spans ``[0, newest sample]``, the title names that step), y = L2 norm of the
+      layer's gradient on a ``LogScale``. "No gradient" (NaN) and zero norms
       are sent as NaN, which bqplot draws as a gap. Samples are thinned by stride so that
       ``layers × points ≤ max_values`` (and ≤ ``max_points`` per line).
     * Heat map (``GridHeatMap``): layers on y (first layer on top), log10|g| bins on x, colour =
@@ -48,7 +49,7 @@ class GradientView:
         ratio: threshold passed to ``flag_vanishing``.
         max_points: most points per line.
         max_values: most float32 values sent by the norm chart in one update (all lines).
-        height: CSS height of each figure.
+        height, hist_height: CSS heights of the norm chart and of the heat map (with its colour bar).
 
     Attributes:
         widget: ``VBox([flags, norm figure, heat map figure])``.
@@ -57,12 +58,13 @@ class GradientView:
     """
 
     def __init__(self, *, ratio: float = 1e-4, max_points: int = 2000, max_values: int = 3000,
-                 height: str = "300px") -> None:
+                 height: str = "300px", hist_height: str = "360px") -> None:
         self.ratio, self.max_points, self.max_values = float(ratio), int(max_points), int(max_values)
-        xs, ys = bq.LinearScale(), bq.LogScale()
+        self.x_scale = xs = bq.LinearScale(min=0.0)
+        ys = bq.LogScale()
         self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True)
         layout = widgets.Layout(width="100%", height=height)
-        margin = {"top": 40, "bottom": 40, "left": 70, "right": 140}
+        margin = {"top": 40, "bottom": 40, "left": 110, "right": 140}  # left: room for layer names
         self.norm_figure = bq.Figure(
             marks=[self.lines], title="Gradient norm per layer", legend_location="top-right", fig_margin=margin,
             axes=[bq.Axis(scale=xs, label="step", tick_format="d"),
@@ -71,11 +73,13 @@ class GradientView:
         colors = bq.ColorScale(colors=["#f7fbff", "#6baed6", "#08306b"], min=0.0)
         self.heatmap = bq.GridHeatMap(color=None, scales={"row": rows, "column": cols,
                                       "color": colors}, stroke="transparent", null_color="#ffffff")
+        # colour bar below the plot, 3 ticks: bqplot draws a side="right" bar 200 px shorter
+        # than the plot (a few px here), its "0%...100%" labels stacked on each other
         self.hist_figure = bq.Figure(
-            marks=[self.heatmap], title="log10|g| per layer", fig_margin=margin, layout=layout,
-            axes=[bq.Axis(scale=cols, label="log10 |g|", tick_format=".0f"),
-                  bq.Axis(scale=rows, side="left", label="layer"),
-                  bq.ColorAxis(scale=colors, side="right", label="share", tick_format=".0%")])
+            marks=[self.heatmap], title="log10|g| per layer", layout=widgets.Layout(width="100%", height=hist_height),
+            fig_margin={**margin, "bottom": 100},
+            axes=[bq.Axis(scale=cols, label="log10 |g|", tick_format=".0f"), bq.Axis(scale=rows, side="left"),
+                  bq.ColorAxis(scale=colors, side="bottom", label="share", tick_format=".0%", num_ticks=3)])
         self.flags = widgets.HTML(value="No gradient samples yet.")
         self.widget = widgets.VBox([self.flags, self.norm_figure, self.hist_figure])
         self.reset()
@@ -131,7 +135,11 @@ class GradientView:
             if labels_changed:
                 self.lines.labels = labels
                 self.lines.colors = [_PALETTE[i % len(_PALETTE)] for i in range(L)]
-            set_xy(self.lines, steps[idx].astype(np.float32), y)
+            set_lines(self.lines, steps[idx].astype(np.float32), y)
+        newest = int(steps[-1])
+        if self.x_scale.max != max(newest, 1):  # the axis ends at the newest sample, as the title says
+            self.x_scale.max = float(max(newest, 1))
+        self.norm_figure.title = f"Gradient norm per layer (step {newest})"
 
     def _send_histogram(self, last: tuple, labels: list[str]) -> None:
         names, edges, counts, step = last

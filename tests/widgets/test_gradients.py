@@ -119,3 +119,24 @@ def test_many_samples_are_thinned():
     view.refresh(SimpleNamespace(history=h, model=nn.Sequential()))
     assert view.lines.y.shape == (6, 500) and view.lines.x[-1] == 4999
     assert view.heatmap.color is None
+
+
+def test_one_sample_of_many_layers_stays_one_point_per_layer():
+    """bqplot squeezes a (layers, 1) y to (layers,) - one line through every layer's norm - so
+    the first sample is sent twice."""
+    h = History()
+    h.append_gradients(1, ["a", "b", "c"], np.float32([0.1, 0.2, 0.3]))
+    view = GradientView()
+    view.refresh(SimpleNamespace(history=h, model=nn.Sequential()))
+    np.testing.assert_array_equal(view.lines.x, [1, 1])
+    np.testing.assert_array_equal(view.lines.y, np.float32([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]))
+
+
+def test_norm_chart_reaches_the_newest_sample_and_colour_bar_is_readable(sigmoid_run):
+    t, view = sigmoid_run
+    newest = int(t.history.gradient_norms()[0][-1])
+    assert view.norm_figure.title == f"Gradient norm per layer (step {newest})"
+    assert (view.x_scale.min, view.x_scale.max) == (0.0, newest)
+    (bar,) = [a for a in view.hist_figure.axes if type(a).__name__ == "ColorAxis"]
+    # horizontal under the plot (a right-hand bar is drawn 200 px shorter than the plot), 3 ticks
+    assert bar.side == "bottom" and bar.num_ticks == 3 and view.hist_figure.fig_margin["bottom"] >= 90
