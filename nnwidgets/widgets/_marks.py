@@ -1,17 +1,27 @@
-"""Shared bqplot pieces of the charts: event markers and setting x/y together."""
+"""Shared bqplot pieces of the charts: the figure, event markers, setting x/y together."""
 from __future__ import annotations
 
 from typing import Any
 
 import bqplot as bq
+import ipywidgets as widgets
 import numpy as np
 
-__all__ = ["EventMarkers", "set_xy", "set_lines", "event_label"]
+__all__ = ["EventMarkers", "chart_figure", "event_label", "set_lines", "set_xy"]
 
 _STATES = {"paused", "stopped", "failed"}
 _KIND_COLOR = {"setting": "#7f7f7f", "nonfinite": "#d62728", "error": "#d62728",
                "paused": "#ff7f0e", "stopped": "#ff7f0e", "failed": "#d62728"}
-_LABEL_CHARS = 28
+_LABEL_CHARS = 24
+
+
+def chart_figure(marks: list, axes: list, title: str, height: str, legend: str) -> bq.Figure:
+    """A chart ``Figure`` of CSS ``height``, full width. The top rows of its plot belong to the
+    marker labels (:class:`EventMarkers`), so ``legend`` should be a bottom corner where that
+    chart's lines usually are not (the loss falls: bottom-left; accuracy rises: bottom-right)."""
+    return bq.Figure(marks=marks, axes=axes, title=title, legend_location=legend,
+                     fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 60},
+                     layout=widgets.Layout(width="100%", height=height))
 
 
 def set_xy(mark: bq.Mark, x: np.ndarray, y: np.ndarray) -> None:
@@ -48,7 +58,7 @@ def event_label(ev: dict) -> str | None:
 
     Markers: every ``"setting"`` (``"lr 0.01→0.1"``, ``"freeze 0"``), ``"nonfinite"``
     (``"loss inf"``), ``"error"`` and the states paused/stopped/failed. Text is cut to
-    28 characters; bqplot draws it as SVG text (never parsed as HTML).
+    24 characters; bqplot draws it as SVG text (never parsed as HTML).
     """
     kind, name = ev.get("kind"), str(ev.get("name", ""))
     if kind == "setting":
@@ -70,30 +80,40 @@ def event_label(ev: dict) -> str | None:
 
 
 class EventMarkers:
-    """Vertical dashed lines with a short label at the step of each notable event.
+    """Vertical dashed lines at the step of each notable event, the newest few labelled.
 
     The lines span the plot height through their own fixed ``[0, 1]`` y scale, so they do not
-    disturb the data axis (linear or log). Only the newest ``max_markers`` are shown.
+    disturb the data axis (linear or log). Only the newest ``max_markers`` lines are drawn and
+    only the newest ``max_labels`` get their text, each on its own row near the top of the plot
+    (row = marker number mod ``max_labels``: labels never overlap each other and keep their row
+    while newer ones arrive). A label in the right half of the step axis ends at its line, one in
+    the left half starts there, so none runs past the plot's edge. Older markers keep their
+    line; every event is also in the notices box and ``history.events``.
 
     Args:
         x_scale: the chart's step scale.
-        max_markers: most markers shown.
+        max_markers: most marker lines shown.
+        max_labels: most labels shown (the newest).
 
     Attributes:
-        lines (bq.Lines), labels (bq.Label): the marks; ``marks`` is both, for a Figure.
+        lines (bq.Lines); labels, labels_end (bq.Label, text right / left of its line): the
+            marks; ``marks`` is all three, for a Figure.
         steps (list[int]), texts (list[str]), kinds (list[str]): every marker so far.
         n_events: number of event records read.
     """
 
-    def __init__(self, x_scale: bq.Scale, max_markers: int = 100) -> None:
-        self.max_markers = int(max_markers)
+    def __init__(self, x_scale: bq.Scale, max_markers: int = 100, max_labels: int = 3) -> None:
+        self.max_markers, self.max_labels = int(max_markers), max(1, int(max_labels))
         self.y_scale = bq.LinearScale(min=0.0, max=1.0)
         sc = {"x": x_scale, "y": self.y_scale}
         self.lines = bq.Lines(scales=sc, colors=["#7f7f7f"], line_style="dashed", stroke_width=1,
                               preserve_domain={"y": True})
-        self.labels = bq.Label(scales=sc, default_size=11, font_unit="px", x_offset=3, align="start",
-                               preserve_domain={"y": True})
-        self.marks = (self.lines, self.labels)
+        self.labels, self.labels_end = (
+            bq.Label(scales=sc, default_size=11, font_unit="px", x_offset=offset, align=align,
+                     apply_clip=False, preserve_domain={"y": True})
+            for align, offset in (("start", 4), ("end", -4)))
+        self.marks = (self.lines, self.labels, self.labels_end)
+        self._x_max = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -102,6 +122,7 @@ class EventMarkers:
         self.steps: list[int] = []
         self.texts: list[str] = []
         self.kinds: list[str] = []
+        self._sides: list[str] | None = None
         self._send()
 
     def update(self, events: list[dict]) -> None:
@@ -119,12 +140,25 @@ class EventMarkers:
         if added:
             self._send()
 
+    def set_range(self, x_max: float) -> None:
+        """The step axis now ends at ``x_max``: move labels that crossed its middle (O(max_labels))."""
+        self._x_max = float(x_max)
+        if self._label_sides() != self._sides:
+            self._send_labels()
+
+    def shown(self) -> list[tuple[int, str, str]]:
+        """``(step, text, "start" | "end")`` of every labelled marker, oldest first."""
+        first = max(0, len(self.steps) - self.max_labels)
+        return list(zip(self.steps[first:], self.texts[first:], self._label_sides()))
+
+    def _label_sides(self) -> list[str]:
+        first = max(0, len(self.steps) - self.max_labels)
+        return ["end" if s > 0.5 * self._x_max else "start" for s in self.steps[first:]]
+
     def _send(self) -> None:
         steps = np.asarray(self.steps[-self.max_markers:], dtype=np.float32)
-        texts = self.texts[-self.max_markers:]
         colors = [_KIND_COLOR.get(k, "#7f7f7f") for k in self.kinds[-self.max_markers:]]
         k = len(steps)
-        label_y = (0.97 - 0.08 * (np.arange(k) % 4)).astype(np.float32)  # stagger close labels
         with self.lines.hold_sync():
             if k:
                 self.lines.x = np.repeat(steps[:, None], 2, axis=1)
@@ -132,7 +166,15 @@ class EventMarkers:
                 self.lines.colors = colors
             else:
                 self.lines.x = self.lines.y = np.zeros(0, np.float32)
-        with self.labels.hold_sync():
-            self.labels.x, self.labels.y = steps, label_y
-            self.labels.text = np.asarray(texts, dtype=str)
-            self.labels.colors = colors or ["#7f7f7f"]
+        self._send_labels()
+
+    def _send_labels(self) -> None:
+        self._sides = self._label_sides()
+        first = len(self.steps) - len(self._sides)
+        for mark, side in ((self.labels, "start"), (self.labels_end, "end")):
+            idx = [first + i for i, s in enumerate(self._sides) if s == side]
+            with mark.hold_sync():
+                mark.x = np.asarray([self.steps[i] for i in idx], np.float32)
+                mark.y = np.asarray([0.96 - 0.085 * (i % self.max_labels) for i in idx], np.float32)
+                mark.text = np.asarray([self.texts[i] for i in idx], dtype=str)
+                mark.colors = [_KIND_COLOR.get(self.kinds[i], "#7f7f7f") for i in idx] or ["#7f7f7f"]

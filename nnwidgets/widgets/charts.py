@@ -24,19 +24,13 @@ import ipywidgets as widgets
 import numpy as np
 
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
-from ._marks import EventMarkers, set_lines, set_xy
+from ._marks import EventMarkers, chart_figure, set_lines, set_xy
 
 __all__ = ["LossChart", "MetricChart", "TrainingCharts"]
 
 _BLUE, _ORANGE = "#1f77b4", "#ff7f0e"
 _COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
-
-
-def _figure(marks: list, axes: list, title: str, height: str) -> bq.Figure:
-    return bq.Figure(marks=marks, axes=axes, title=title, legend_location="top-right",
-                     fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 60},
-                     layout=widgets.Layout(width="100%", height=height))
 
 
 class LossChart:
@@ -97,7 +91,8 @@ class LossChart:
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         axes = [self.x_axis, self.y_axis]
-        self.figure = _figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height)
+        self.figure = chart_figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height,
+                              "bottom-left")
         self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
                                                tooltip="Loss axis on a log scale")
         self.log_toggle.observe(self._on_log, "value")
@@ -146,6 +141,7 @@ class LossChart:
                 self._send("val", x, y)
             if len(events) != self.markers.n_events:
                 self.markers.update(events)
+            self.markers.set_range(n)
 
     def _send_steps(self) -> None:
         self._send("raw", *self._dec.points())
@@ -227,8 +223,9 @@ class MetricChart:
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         self.score_axis = bq.Axis(scale=self.score_scale, side="left", label="", tick_format=".2f", visible=False)
         self.value_axis = bq.Axis(scale=self.value_scale, side="right", label="", tick_format=".3g", visible=False)
-        self.widget = self.figure = _figure([*self.marks.values(), *self.markers.marks],
-                                            [self.x_axis, self.score_axis, self.value_axis], "Metrics", height)
+        self.widget = self.figure = chart_figure([*self.marks.values(), *self.markers.marks],
+                                            [self.x_axis, self.score_axis, self.value_axis], "Metrics", height,
+                                            "bottom-right")
         self.reset()
 
     def reset(self) -> None:
@@ -304,6 +301,7 @@ class MetricChart:
             self._send()
         if len(events) != self.markers.n_events:
             self.markers.update(events)
+        self.markers.set_range(h.n_steps)
 
     def _send(self) -> None:
         n = len(self._x)

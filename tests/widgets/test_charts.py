@@ -102,6 +102,26 @@ def test_marker_where_lr_changed(lr_run):
         np.testing.assert_array_equal(markers.labels.x, [6])
 
 
+def test_only_the_newest_marker_labels_each_on_its_own_row_and_inside_the_plot():
+    """Labels of close markers overlapped and the newest ones (at the right edge) were cut off."""
+    h = History()
+    h.append_steps(0, np.ones(100, np.float32), lr=0.1, t0=0, t1=1)
+    for step, lr in ((10, 0.2), (12, 0.3), (60, 0.4), (95, 0.5), (96, 0.6)):
+        h.append_event("setting", step=step, epoch=0, time_s=0.0, name="lr", old=0.1, new=lr)
+    chart = LossChart()
+    chart.refresh(fake(h))
+    m = chart.markers
+    assert m.steps == [10, 12, 60, 95, 96] and len(np.atleast_2d(m.lines.x)) == 5  # every line drawn
+    assert m.shown() == [(60, "lr 0.1\u21920.4", "end"), (95, "lr 0.1\u21920.5", "end"), (96, "lr 0.1\u21920.6", "end")]
+    assert len(m.labels.text) == 0 and list(m.labels_end.text) == [t for _, t, _ in m.shown()]
+    assert len(set(m.labels_end.y.tolist())) == 3                 # one row each: no overlap
+    assert m.labels_end.align == "end" and not m.labels_end.apply_clip and m.labels_end.x_offset < 0
+    h.append_steps(0, np.ones(100, np.float32), lr=0.1, t0=1, t1=2)
+    chart.refresh(fake(h))                                        # the axis grew to 200 steps:
+    assert [side for *_, side in m.shown()] == ["start", "start", "start"]  # now in the left half
+    np.testing.assert_array_equal(m.labels.x, [60, 95, 96])
+
+
 def test_metric_chart_accuracy_train_and_val(lr_run):
     m, records = lr_run.charts.metrics, lr_run.t.history.epoch_records
     assert m.keys == ["accuracy", "val_accuracy"]
@@ -154,7 +174,7 @@ def test_c12_keeps_finite_points_and_marks_the_stop(c12_run):
     assert np.isfinite(chart.raw.y).all() and np.isfinite(chart.smooth.y).all()
     assert chart.raw.y[0] == pytest.approx(2.16e4, rel=0.01)   # the case's step 0
     assert chart.markers.steps == [2, 2]
-    assert list(chart.markers.labels.text) == ["loss inf", "paused"]
+    assert chart.markers.shown() == [(2, "loss inf", "end"), (2, "paused", "end")]  # step 2 of 3: right half
 
 
 def test_c12_regression_metrics_r2_clipped(c12_run):
