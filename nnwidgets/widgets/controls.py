@@ -18,6 +18,7 @@ it) applies the slider's value.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ import torch
 
 from ..hyperparams import dropout_modules
 
-__all__ = ["ControlsView", "available_devices", "OPTIMIZER_CHOICES", "BUTTON_STATES"]
+__all__ = ["ControlsView", "available_devices", "log_range", "OPTIMIZER_CHOICES", "BUTTON_STATES", "LOG_STEP"]
 
 OPTIMIZER_CHOICES = (("SGD", "sgd"), ("Adam", "adam"), ("AdamW", "adamw"), ("RMSprop", "rmsprop"))
 # (start, pause, step, stop) enabled per Trainer state
@@ -54,6 +55,20 @@ def available_devices() -> list[str]:
     return out
 
 
+LOG_STEP = 0.02  # log sliders move in steps of 10**0.02 (x1.047); ~1 px per step at SLIDER_WIDTH
+SLIDER_WIDTH = "460px"
+
+
+def log_range(value: float | None, lo: float, hi: float) -> tuple[float, float]:
+    """Exponent range ``(min, max)`` of a base-10 log slider: ``[lo, hi]`` widened to whole
+    decades so that it holds ``value`` (a learning rate of 1e6 gets ``max = 6``; without it the
+    slider showed 1.0e+0 while the optimizer used 1e6). ``None`` or ``value <= 0``: ``(lo, hi)``."""
+    if value is None or not value > 0 or not math.isfinite(value):
+        return lo, hi
+    e = math.log10(value)
+    return min(lo, math.floor(e + 1e-9)), max(hi, math.ceil(e - 1e-9))
+
+
 def _device_name(device: Any) -> str:
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
@@ -74,8 +89,11 @@ class ControlsView:
     Attributes:
         widget: the ``ipywidgets.VBox`` to place in a layout.
         start_button, pause_button, step_button, stop_button: ``ipywidgets.Button``.
-        lr: ``FloatLogSlider`` (1e-5..1, base 10). momentum: ``FloatSlider`` (0..0.99).
-        weight_decay: ``FloatLogSlider`` (1e-6..1) with ``weight_decay_on`` (``Checkbox``).
+        lr: ``FloatLogSlider`` (1e-5..1, base 10, widened by whole decades to hold the Trainer's
+            value, see :func:`log_range`; steps of ``LOG_STEP`` = 0.02 in log10).
+            momentum: ``FloatSlider`` (0..0.99).
+        weight_decay: ``FloatLogSlider`` (1e-6..1, widened likewise) with ``weight_decay_on``
+            (``Checkbox``).
         dropout: ``FloatSlider`` (0..0.9), disabled with ``dropout_note`` when the model has
             no dropout layer.
         optimizer: ``Dropdown`` (sgd/adam/adamw/rmsprop). device: ``Dropdown``.
@@ -104,20 +122,24 @@ class ControlsView:
         self.stop_button.on_click(lambda _: self._act(trainer.stop))
 
         style = {"description_width": "110px"}
+        wide = w.Layout(width=SLIDER_WIDTH)
         s = trainer.settings
-        self.lr = w.FloatLogSlider(value=s["lr"], base=10, min=-5, max=0, step=0.1, readout_format=".1e",
-                                   description="learning rate", continuous_update=False, style=style)
+        lo, hi = log_range(s["lr"], -5, 0)
+        self.lr = w.FloatLogSlider(base=10, min=lo, max=hi, value=s["lr"], step=LOG_STEP, readout_format=".2e",
+                                   description="learning rate", continuous_update=False, style=style, layout=wide)
         self.momentum = w.FloatSlider(value=min(s["momentum"] or 0.0, 0.99), min=0.0, max=0.99, step=0.01,
                                       readout_format=".2f", description="momentum", continuous_update=False,
-                                      style=style)
+                                      style=style, layout=w.Layout(width=SLIDER_WIDTH))
         wd = s["weight_decay"] or 0.0
-        self.weight_decay = w.FloatLogSlider(value=wd if wd > 0 else 1e-4, base=10, min=-6, max=0, step=0.1,
-                                             readout_format=".1e", description="weight decay",
-                                             continuous_update=False, style=style)
+        lo, hi = log_range(wd, -6, 0)
+        self.weight_decay = w.FloatLogSlider(base=10, min=lo, max=hi, value=wd if wd > 0 else 1e-4, step=LOG_STEP,
+                                             readout_format=".2e", description="weight decay",
+                                             continuous_update=False, style=style, layout=w.Layout(width=SLIDER_WIDTH))
         self.weight_decay_on = w.Checkbox(value=wd > 0, description="on", indent=False,
                                           tooltip="unchecked: weight_decay = 0", layout=w.Layout(width="60px"))
         self.dropout = w.FloatSlider(value=s["dropout"] or 0.0, min=0.0, max=0.9, step=0.05, readout_format=".2f",
-                                     description="dropout p", continuous_update=False, style=style)
+                                     description="dropout p", continuous_update=False, style=style,
+                                     layout=w.Layout(width=SLIDER_WIDTH))
         self.dropout_note = w.Label()
         if not dropout_modules(trainer.model):
             self.dropout.disabled = True
@@ -134,10 +156,11 @@ class ControlsView:
         self.device.observe(self._on_device, names="value")
 
         buttons = w.HBox([self.start_button, self.pause_button, self.step_button, self.stop_button])
+        wrap = w.Layout(flex_flow="row wrap")
         self.widget = w.VBox([
-            w.HBox([buttons, self.optimizer, self.device]),
-            w.HBox([self.lr, self.momentum]),
-            w.HBox([self.weight_decay, self.weight_decay_on, self.dropout, self.dropout_note]),
+            w.HBox([buttons, self.optimizer, self.device], layout=wrap),
+            w.HBox([self.lr, self.momentum], layout=wrap),
+            w.HBox([self.weight_decay, self.weight_decay_on, self.dropout, self.dropout_note], layout=wrap),
         ])
         self.refresh(trainer)
 
@@ -217,7 +240,7 @@ class ControlsView:
         with self._syncing():
             self._follow("optimizer", kind, self._show_optimizer)
             self._follow("device", _device_name(trainer.device), self._show_device)
-            self._follow("lr", s["lr"], lambda v: setattr(self.lr, "value", v))
+            self._follow("lr", s["lr"], lambda v: self._show_log(self.lr, v))
             self._follow("momentum", s["momentum"], lambda v: self._show_optional(
                 self.momentum, v, f"{kind} has no momentum setting"))
             self._follow("weight_decay", s["weight_decay"], self._show_weight_decay)
@@ -244,7 +267,15 @@ class ControlsView:
         self.weight_decay.tooltip = None
         self.weight_decay_on.value = value > 0
         if value > 0:
-            self.weight_decay.value = value
+            self._show_log(self.weight_decay, value)
+
+    @staticmethod
+    def _show_log(slider: w.FloatLogSlider, value: float) -> None:
+        """Widen the slider's range to hold ``value`` first, so the value is not clipped."""
+        lo, hi = log_range(value, slider.min, slider.max)
+        with slider.hold_sync():
+            slider.min, slider.max = lo, hi
+            slider.value = value
 
     def _show_optimizer(self, kind: str) -> None:
         key = kind.lower()

@@ -29,7 +29,7 @@ def exercise_live_panel(page, folder: Path, *, hidden_name: str = XSS_NAME,
     assert panel.button("Start").is_enabled() and panel.button("Stop").is_disabled()
     for name in ("learning rate", "momentum", "weight decay", "dropout p"):
         assert panel.slider(name).is_visible(), name
-    assert panel.slider("learning rate").locator(".widget-readout").inner_text().strip() == "1.0e-2"
+    assert panel.slider("learning rate").locator(".widget-readout").inner_text().strip() == "1.00e-2"
     assert panel.state_text() == "idle"
     for title in ("Loss", "Metrics"):
         assert panel.root.locator("text.mainheading", has_text=title).first.is_visible(), title
@@ -50,14 +50,14 @@ def exercise_live_panel(page, folder: Path, *, hidden_name: str = XSS_NAME,
     # a real mouse drag on the learning-rate handle reaches the RUNNING loop within one step
     before, after = drag_slider(page, panel.slider("learning rate"), -20)
     shown = float(after)
-    assert shown < 0.01, (before, after)
+    assert 0.001 < shown < 0.01, (before, after)  # fine: 20 px is well under a decade (steps of 0.02)
     p = wait_probe(folder, "the new lr in optimizer.param_groups",
                    lambda p: p["arrivals"] and all(lr == p["arrivals"][-1]["value"] for lr in p["lr_groups"]),
                    30, page)
     assert len(p["arrivals"]) == 1, p["arrivals"]  # one drag, one value (continuous_update=False)
     arrival = p["arrivals"][0]
     assert arrival["state"] == "running"
-    assert abs(arrival["value"] - shown) <= 0.05 * shown, (arrival, after)  # readout has 2 digits
+    assert abs(arrival["value"] - shown) <= 0.006 * shown, (arrival, after)  # readout has 3 digits
     assert p["lr_widget"] == arrival["value"]
     lr_events = [e for e in p["events"] if e["kind"] == "setting" and e["name"] == "lr"]
     assert len(lr_events) == 1, lr_events

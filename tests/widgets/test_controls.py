@@ -152,6 +152,33 @@ def test_code_changes_are_followed_without_echo(running):
     assert sorted(changes) == ["lr", "momentum", "weight_decay"]
 
 
+def test_log_sliders_hold_values_beyond_their_default_range():
+    """lr 1e6 showed as 1.0e+0 (the slider's max) while the optimizer used 1e6."""
+    t = Trainer(mlp(), three_class_loader(), lr=1e6, weight_decay=5.0, device="cpu")
+    view = ControlsView(t)
+    assert view.lr.value == 1e6 and (view.lr.min, view.lr.max) == (-5, 6)
+    assert view.weight_decay.value == 5.0 and (view.weight_decay.min, view.weight_decay.max) == (-6, 1)
+    assert t.settings["lr"] == 1e6 and t.settings["weight_decay"] == 5.0  # building the view set nothing
+    t.set(lr=3e-8, weight_decay=2e-9)                   # from code: the next refresh widens again
+    view.refresh(t)
+    assert view.lr.value == pytest.approx(3e-8) and (view.lr.min, view.lr.max) == (-8, 6)
+    assert view.weight_decay.value == pytest.approx(2e-9) and view.weight_decay.min == -9
+    assert t.settings["lr"] == 3e-8                     # following the Trainer did not echo a set()
+    view = ControlsView(Trainer(mlp(), three_class_loader(), lr=0.01, device="cpu"))
+    assert (view.lr.min, view.lr.max) == (-5, 0)        # in range: the default range is kept
+
+
+def test_log_sliders_are_fine_and_wide():
+    """A 25 px drag moved lr from 0.02 to 0.4: steps of 0.1 decade on a ~95 px track."""
+    view = ControlsView(Trainer(mlp(), three_class_loader(), device="cpu"))
+    for slider in (view.lr, view.weight_decay):
+        assert slider.step <= 0.05                      # one step: x1.12 at most
+        assert int(slider.layout.width.removesuffix("px")) >= 400
+        assert slider.readout_format == ".2e"           # 3 digits: neighbouring steps read differently
+    view.lr.value = 10 ** -1.98
+    assert view.lr.value == pytest.approx(0.01047, rel=1e-3)
+
+
 def test_weight_decay_checkbox_means_zero():
     t = Trainer(mlp(), three_class_loader(), weight_decay=0.0, device="cpu")
     view = ControlsView(t)
