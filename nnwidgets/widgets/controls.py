@@ -11,9 +11,10 @@ changed since the previous refresh (a change made by the engine, a scheduler, or
 ``trainer.set()`` from code), and it writes under a per-thread guard that the observers check,
 so following the Trainer never echoes a ``set()`` back.
 
-Weight decay can be 0, which a log slider cannot show: an "on" checkbox sits next to the
-slider. Unchecked means ``weight_decay=0``; checking it (or moving the slider, which checks
-it) applies the slider's value.
+Weight decay can be 0, which a log slider cannot show: an "apply" checkbox sits next to the
+slider. Unchecked means ``weight_decay=0`` and the slider is greyed out (disabled) with a tooltip
+saying so; checking it applies the slider's value (a value set on the slider from code also
+checks it).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class ControlsView:
             value, see :func:`log_range`; steps of ``LOG_STEP`` = 0.02 in log10).
             momentum: ``FloatSlider`` (0..0.99).
         weight_decay: ``FloatLogSlider`` (1e-6..1, widened likewise) with ``weight_decay_on``
-            (``Checkbox``).
+            (``Checkbox`` "apply"; unchecked: weight decay 0, slider disabled).
         dropout: ``FloatSlider`` (0..0.9), disabled with ``dropout_note`` when the model has
             no dropout layer.
         optimizer: ``Dropdown`` (sgd/adam/adamw/rmsprop). device: ``Dropdown``.
@@ -135,8 +136,10 @@ class ControlsView:
         self.weight_decay = w.FloatLogSlider(base=10, min=lo, max=hi, value=wd if wd > 0 else 1e-4, step=LOG_STEP,
                                              readout_format=".2e", description="weight decay",
                                              continuous_update=False, style=style, layout=w.Layout(width=SLIDER_WIDTH))
-        self.weight_decay_on = w.Checkbox(value=wd > 0, description="on", indent=False,
-                                          tooltip="unchecked: weight_decay = 0", layout=w.Layout(width="60px"))
+        self.weight_decay_on = w.Checkbox(value=wd > 0, description="apply", indent=False,
+                                          tooltip="apply this weight decay; unchecked: weight_decay = 0",
+                                          layout=w.Layout(width="70px"))
+        self._show_weight_decay_state(s["weight_decay"])
         self.dropout = w.FloatSlider(value=s["dropout"] or 0.0, min=0.0, max=0.9, step=0.05, readout_format=".2f",
                                      description="dropout p", continuous_update=False, style=style,
                                      layout=w.Layout(width=SLIDER_WIDTH))
@@ -211,7 +214,8 @@ class ControlsView:
             return
         if change["owner"] is self.weight_decay and not self.weight_decay_on.value:
             with self._syncing():
-                self.weight_decay_on.value = True  # moving the slider turns weight decay on
+                self.weight_decay_on.value = True  # a value put on the slider turns weight decay on
+        self._show_weight_decay_state(self.trainer.settings["weight_decay"])
         self._request("weight_decay", self.weight_decay.value if self.weight_decay_on.value else 0.0)
 
     def _on_optimizer(self, change: dict) -> None:
@@ -260,14 +264,22 @@ class ControlsView:
         slider.value = slider.min if value is None else min(max(value, slider.min), slider.max)
 
     def _show_weight_decay(self, value: float | None) -> None:
-        self.weight_decay.disabled = self.weight_decay_on.disabled = value is None
+        if value is not None:
+            self.weight_decay_on.value = value > 0
+            if value > 0:
+                self._show_log(self.weight_decay, value)
+        self._show_weight_decay_state(value)
+
+    def _show_weight_decay_state(self, value: float | None) -> None:
+        """Grey the slider out unless weight decay is applied; both off without the setting."""
+        self.weight_decay_on.disabled = value is None
+        self.weight_decay.disabled = value is None or not self.weight_decay_on.value
         if value is None:
             self.weight_decay.tooltip = f"{type(self.trainer.optimizer).__name__} has no weight_decay setting"
-            return
-        self.weight_decay.tooltip = None
-        self.weight_decay_on.value = value > 0
-        if value > 0:
-            self._show_log(self.weight_decay, value)
+        elif not self.weight_decay_on.value:
+            self.weight_decay.tooltip = "weight decay is off (0): check 'apply' to use this value"
+        else:
+            self.weight_decay.tooltip = None
 
     @staticmethod
     def _show_log(slider: w.FloatLogSlider, value: float) -> None:

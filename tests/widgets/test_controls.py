@@ -183,13 +183,30 @@ def test_weight_decay_checkbox_means_zero():
     t = Trainer(mlp(), three_class_loader(), weight_decay=0.0, device="cpu")
     view = ControlsView(t)
     assert view.weight_decay_on.value is False
-    view.weight_decay.value = 1e-3  # moving the slider turns weight decay on
+    view.weight_decay.value = 1e-3  # a value put on the slider (from code) turns weight decay on
     assert view.weight_decay_on.value is True
     assert all(g["weight_decay"] == 1e-3 for g in t.optimizer.param_groups)
     view.weight_decay_on.value = False
     assert all(g["weight_decay"] == 0.0 for g in t.optimizer.param_groups)
     view.weight_decay_on.value = True
     assert t.settings["weight_decay"] == 1e-3
+
+
+def test_weight_decay_off_is_unambiguous():
+    """"1.0e-4 [ ] on" did not say whether decay was applied: unchecked "apply" greys the slider."""
+    t = Trainer(mlp(), three_class_loader(), weight_decay=0.0, device="cpu")
+    view = ControlsView(t)
+    assert view.weight_decay_on.description == "apply"
+    assert view.weight_decay.disabled and "off" in view.weight_decay.tooltip
+    view.weight_decay_on.value = True
+    assert not view.weight_decay.disabled and t.settings["weight_decay"] == view.weight_decay.value
+    view.weight_decay_on.value = False
+    assert view.weight_decay.disabled and t.settings["weight_decay"] == 0.0
+    t.set(weight_decay=0.01)  # from code: the refresh checks "apply" and enables the slider
+    view.refresh(t)
+    assert view.weight_decay_on.value and not view.weight_decay.disabled and view.weight_decay.value == 0.01
+    on = ControlsView(Trainer(mlp(), three_class_loader(), weight_decay=1e-3, device="cpu"))
+    assert on.weight_decay_on.value and not on.weight_decay.disabled
 
 
 def test_optimizer_and_device_pickers_only_when_not_running(running):
