@@ -7,6 +7,12 @@ Where the numbers come from:
 
 * progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
   loader has no length);
+* ``epoch k/N``: the epoch in progress, or the next one to run, counted from 1:
+  ``k = min(trainer.epoch + 1, N)`` with ``trainer.epoch`` the completed epochs and
+  ``N = trainer.target_epochs``. One formula in every state, so pausing does not change it
+  (it showed 6/30 running and 5/30 paused at the same point); a completed run shows N/N;
+* where a run stopped or paused (``stopped``: Stop or an interrupt): the newest matching state
+  event of the engine (``"interrupted at epoch 0, step 2"``), shown with the same ``epoch k/N``;
 * steps/s: optimizer steps per second of wall time over the last ``RATE_WINDOW_S`` seconds,
   sampled at each refresh from ``trainer.step`` (O(1) per refresh; ``History`` has no O(1)
   reader for the newest ``time_s``); before two samples exist while running, the average of
@@ -28,7 +34,7 @@ from typing import Any
 
 import ipywidgets as w
 
-__all__ = ["StatusView", "NOTICE_KINDS", "format_duration"]
+__all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration"]
 
 NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
@@ -36,6 +42,12 @@ _COLORS = {"notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "pan
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
                 "Fix the cause, then press Start to continue from there.")
+
+
+def epoch_shown(epoch: int, target: int) -> int:
+    """``epoch k/N`` of the status line: the epoch in progress or next to run, from 1
+    (``trainer.epoch`` counts completed epochs), capped at ``N = target``."""
+    return min(int(epoch) + 1, max(int(target), 1))
 
 
 def format_duration(seconds: float) -> str:
@@ -59,6 +71,8 @@ class StatusView:
         widget: the ``ipywidgets.VBox``.
         state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``Label`` with
             epoch/step, steps/s, ETA and overhead. failure: ``HTML``, the error of a failed run.
+        halted: ``HTML``, where a stopped or paused run stopped (``"Interrupted at step 2 (epoch
+            1/30). Start continues from there."``), else empty.
         notices: ``HTML``, escaped entries newest first.
         ui_share: panel updater CPU share (0..1), written by the panel before each refresh.
         steps_per_s, eta_s: the last computed values (``None`` when unknown).
@@ -79,8 +93,10 @@ class StatusView:
                                       layout=w.Layout(width="360px"))
         self.info = w.Label()
         self.failure = w.HTML()
+        self.halted = w.HTML()
         self.notices = w.HTML(layout=w.Layout(max_height="140px", overflow="auto"))
-        self.widget = w.VBox([w.HBox([self.state, self.progress, self.info]), self.failure, self.notices])
+        self.widget = w.VBox([w.HBox([self.state, self.progress, self.info]), self.halted, self.failure,
+                              self.notices])
         self.refresh(trainer)
 
     def log(self, message: str, kind: str = "panel") -> None:
@@ -100,7 +116,9 @@ class StatusView:
         color = _STATE_COLORS.get(state, "#333333")
         self.state.value = f'<b style="color:{color}">{html.escape(state)}</b>'
         self._progress(trainer, state)
-        self._events(trainer)
+        events = trainer.history.event_records
+        self._events(events)
+        self._halted(trainer, state, events)
         self._failure(trainer, state)
 
     # ---------------------------------------------------------------- pieces
@@ -132,7 +150,7 @@ class StatusView:
         rate = self._rate(trainer, state)
         self.steps_per_s = rate
         self.eta_s = (spe * target - step) / rate if rate and spe else None
-        parts = [f"epoch {min(epoch + (state == 'running'), max(target, 1))}/{target}",
+        parts = [f"epoch {epoch_shown(epoch, target)}/{target}",
                  f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
         if rate:
             parts.append(f"{rate:,.1f} steps/s")
@@ -143,8 +161,7 @@ class StatusView:
                      f"(loop {100 * engine:.1f} %, panel {100 * self.ui_share:.1f} %)")
         self.info.value = " · ".join(parts)
 
-    def _events(self, trainer: Any) -> None:
-        events = trainer.history.event_records
+    def _events(self, events: list[dict]) -> None:
         if len(events) != self._n_events:
             if len(events) < self._n_events:  # a new History (checkpoint load)
                 self._n_events = 0
@@ -165,6 +182,19 @@ class StatusView:
     @staticmethod
     def _event_text(event: dict) -> str:
         return f"(epoch {event['epoch']}, step {event['step']}) {event['message'] or event['name']}"
+
+    def _halted(self, trainer: Any, state: str, events: list[dict]) -> None:
+        text = ""
+        if state in ("stopped", "paused"):
+            ev = next((e for e in reversed(events[-50:]) if e["kind"] == "state" and e["name"] == state), None)
+            if ev is not None:
+                verb = (ev["message"] or state).split(" at ")[0]
+                n, again = trainer.target_epochs, "Resume" if state == "paused" else "Start"
+                text = (f"{verb[:1].upper()}{verb[1:]} at step {ev['step']:,} (epoch {epoch_shown(ev['epoch'], n)}/{n})"
+                        f". {again} continues from there.")
+        value = f'<span style="color:{_STATE_COLORS["paused"]}">{html.escape(text)}</span>' if text else ""
+        if self.halted.value != value:
+            self.halted.value = value
 
     def _failure(self, trainer: Any, state: str) -> None:
         if state != "failed":

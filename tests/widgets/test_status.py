@@ -1,0 +1,62 @@
+"""StatusView: one epoch number in every state, where a run stopped, the overhead line."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from nnwidgets import Trainer
+from nnwidgets.history import History
+from nnwidgets.widgets.status import StatusView
+
+
+def fake(state, *, step=94, epoch=5, target=30, spe=17):
+    return SimpleNamespace(state=state, step=step, epoch=epoch, target_epochs=target, steps_per_epoch=spe,
+                           overhead=0.02, history=History(), error=None)
+
+
+def test_epoch_is_the_same_running_and_paused():
+    """It read "epoch 6/30 · step 85" running, then "epoch 5/30 · step 94" paused."""
+    view = StatusView(fake("idle", step=0, epoch=0))
+    assert view.info.value.startswith("epoch 1/30 · step 0/510")
+    shown = {}
+    for state in ("running", "paused", "stopped"):
+        view.refresh(fake(state))
+        shown[state] = view.info.value.split(" · ")[0]
+    assert shown == {"running": "epoch 6/30", "paused": "epoch 6/30", "stopped": "epoch 6/30"}
+    view.refresh(fake("completed", step=510, epoch=30))
+    assert view.info.value.startswith("epoch 30/30 · step 510/510")
+
+
+def test_an_interrupted_run_says_where_it_stopped():
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    pressed = []
+
+    def step(model, batch):  # Ctrl-C arriving once, during the third step
+        if t.step == 2 and not pressed:
+            pressed.append(True)
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    t = Trainer(nn.Linear(3, 2), [(x, y)] * 4, epochs=3, step=step, device="cpu")
+    t.fit()
+    assert t.state == "stopped" and t.step == 2
+    view = StatusView(t)
+    assert view.halted.value.endswith("Interrupted at step 2 (epoch 1/3). Start continues from there.</span>")
+    assert view.info.value.startswith("epoch 1/3 · step 2/12")
+    t.resume()  # runs on in the background; a finished run says nothing about stopping
+    assert t.wait(20) and t.state == "completed"
+    view.refresh(t)
+    assert view.halted.value == ""
+
+
+def test_stop_and_pause_name_their_step():
+    t = Trainer(nn.Linear(3, 2), [(torch.randn(8, 3), torch.randint(0, 2, (8,)))] * 4, epochs=3, device="cpu")
+    t.step_once()
+    assert t.wait(20) and t.state == "paused"
+    view = StatusView(t)
+    assert "Paused at step 1 (epoch 1/3). Resume continues from there." in view.halted.value
+    t.stop()
+    assert t.wait(20) and t.state == "stopped"
+    view.refresh(t)
+    assert "Stopped at step 1 (epoch 1/3). Start continues from there." in view.halted.value
