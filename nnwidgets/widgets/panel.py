@@ -137,10 +137,11 @@ class TrainingPanel(w.VBox):
 
     def _run(self) -> None:
         last_sig, last_refresh = None, -float("inf")
+        tick = (time.perf_counter(), time.thread_time())
         while not self._closed.is_set():
-            wall0, cpu0 = time.perf_counter(), time.thread_time()
             kicked = self._wake.is_set()
             self._wake.clear()
+            running = False
             try:
                 running = self.trainer.state == "running"
                 sig = None if running else self._signature()
@@ -150,22 +151,38 @@ class TrainingPanel(w.VBox):
                     last_sig = None if running else self._signature()
             except Exception as e:  # noqa: BLE001 - the thread must outlive any error
                 self._log_once("panel", e)
-            self._account(wall0, time.perf_counter(), time.thread_time() - cpu0)
+            tick = self._account(tick, running)
             gap = max(0.0, last_refresh + self.update_interval_s - time.perf_counter())
             if self._closed.wait(gap):
                 break
             if self.trainer.state != "running":
                 self._wake.wait(IDLE_INTERVAL_S)
 
-    def _account(self, wall0: float, wall1: float, cpu: float) -> None:
-        """Keep ``(time, cpu seconds)`` of the last ``_SHARE_WINDOW_S`` seconds; the CPU share
-        of this thread is their sum over the window's wall time."""
-        shares = self._shares
-        shares.append((wall1, cpu))
-        while len(shares) > 1 and wall1 - shares[0][0] > _SHARE_WINDOW_S:
-            shares.popleft()
-        span = wall1 - shares[0][0] if len(shares) > 1 else wall1 - wall0
-        self.status.ui_share = sum(c for _, c in shares) / span if span > 0 else 0.0
+    def _account(self, since: tuple[float, float], running: bool) -> tuple[float, float]:
+        """CPU share of this thread while the run is running: the thread's CPU seconds
+        (``time.thread_time()``) over the wall seconds of the same loop turns, summed over the
+        turns of the last ``_SHARE_WINDOW_S`` s of running; a turn is counted only when the run
+        was running at its refresh. So the share is ≤ 1 (one thread) and time when the trainer
+        is idle, paused or done is never counted: ``status.ui_share`` then keeps the value of
+        the run's last seconds. (It was the CPU of one refresh over that refresh's own wall time
+        whenever the previous turn was > 5 s old, ~100 % after a busy kernel.)
+
+        Args:
+            since: ``(perf_counter, thread_time)`` at the start of this turn.
+            running: the trainer's state was ``"running"`` in this turn.
+
+        Returns:
+            ``(perf_counter, thread_time)`` now: the start of the next turn.
+        """
+        now = (time.perf_counter(), time.thread_time())
+        if running:
+            shares = self._shares
+            shares.append((now[0], now[0] - since[0], now[1] - since[1]))  # (end, wall s, cpu s)
+            while len(shares) > 1 and now[0] - shares[0][0] > _SHARE_WINDOW_S:
+                shares.popleft()
+            wall = sum(w for _, w, _ in shares)
+            self.status.ui_share = min(1.0, sum(c for *_, c in shares) / wall) if wall > 0 else 0.0
+        return now
 
     def refresh(self) -> None:
         """Refresh every view once (the updater thread calls this; safe to call by hand)."""

@@ -20,9 +20,10 @@ Where the numbers come from:
 * ETA: remaining steps ÷ steps/s;
 * overhead: ``trainer.overhead`` (share of the run's wall time spent in nnwidgets' loop-side work)
   plus :attr:`StatusView.ui_share`, the share of wall time the panel's updater thread spent on
-  the CPU over the last seconds (``time.thread_time()`` deltas ÷ wall-clock deltas, measured by
-  the panel inside that thread). Widget messages serialised on ipykernel's IOPub thread are not
-  counted.
+  the CPU over the last seconds of *running* (``time.thread_time()`` deltas ÷ wall-clock deltas,
+  measured by the panel inside that thread, ≤ 1; kept as it was while the run is not running);
+  the sum is shown capped at 100 %. Widget messages serialised on ipykernel's IOPub thread are
+  not counted.
 """
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ class StatusView:
         if self.eta_s is not None:
             parts.append(f"ETA {format_duration(self.eta_s)}")
         engine = float(trainer.overhead)
-        parts.append(f"overhead {100 * (engine + self.ui_share):.1f} % "
+        parts.append(f"overhead {100 * min(1.0, engine + self.ui_share):.1f} % "
                      f"(loop {100 * engine:.1f} %, panel {100 * self.ui_share:.1f} %)")
         self.info.value = " · ".join(parts)
 

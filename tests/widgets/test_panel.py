@@ -127,6 +127,26 @@ def test_refresh_rate_is_at_most_5_hz_while_running(make):
     assert p.status.eta_s == pytest.approx(remaining / p.status.steps_per_s, rel=0.2) and "ETA" in p.status.info.value
 
 
+def test_panel_cpu_share_counts_only_running_time(make):
+    """After a KeyboardInterrupt the status read "107.4 % (panel 99.9 %)": one refresh's CPU over
+    that refresh's own wall time. Turns when the run is not running are not counted at all."""
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
+    p = make(t)  # every tab: the first refresh is the most expensive one
+    assert wait_for(lambda: p.refreshes >= 1, 5)
+    time.sleep(1.2)
+    assert p.status.ui_share == 0.0 and "panel 0.0 %" in p.status.info.value
+    t.start()
+    assert wait_for(lambda: p.status.ui_share > 0.0, 10)
+    t.stop()
+    assert t.wait(10) and t.state == "stopped"
+    n = p.refreshes
+    assert wait_for(lambda: p.refreshes > n, 5)       # a turn that saw the stopped run
+    share = p.status.ui_share
+    assert 0.0 < share <= 1.0
+    time.sleep(1.2)                                   # idle: the running value is kept
+    assert p.status.ui_share == share
+
+
 def test_a_failing_view_is_logged_once_and_the_thread_lives(make):
     t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
     p = make(t, charts=False, gradients=False, parameters=False)

@@ -60,3 +60,10 @@ def test_stop_and_pause_name_their_step():
     assert t.wait(20) and t.state == "stopped"
     view.refresh(t)
     assert "Stopped at step 1 (epoch 1/3). Start continues from there." in view.halted.value
+@pytest.mark.parametrize("ui_share", [0.0, 0.5, 1.0])
+def test_overhead_never_exceeds_100_percent(ui_share):
+    view = StatusView(fake("running"))
+    view.ui_share = ui_share
+    view.refresh(fake("running"))
+    total = float(view.info.value.split("overhead ")[1].split(" %")[0])
+    assert total <= 100.0 and total == pytest.approx(min(100.0, 100 * (0.02 + ui_share)), abs=0.05)
