@@ -3,6 +3,11 @@
 ``nnwidgets demo [--port N] [--no-browser] [--notebook NAME]`` serves a demo notebook as a
 Voilà dashboard on http://127.0.0.1:N/ (default port 8866; nothing is fetched from the
 internet) until Ctrl-C. Voilà runs the notebook each time the page is loaded.
+
+Ctrl-C works even when the command was started as a background job (``nnwidgets demo &`` in a
+script, then ``fg``): such a job inherits SIGINT as *ignored*, and so would Voilà. ``main()``
+therefore puts Python's default SIGINT handler back, and Voilà starts with SIGINT reset to the
+default (then its own Python turns it into KeyboardInterrupt again).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import webbrowser
 from pathlib import Path
@@ -106,6 +112,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _default_sigint() -> None:
+    """In the Voilà child before exec: SIGINT back to the default action (an ignored signal
+    stays ignored across exec, and Python then never installs its KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DEFAULT_NOTEBOOK) -> int:
     """Serve a demo notebook with Voilà until Ctrl-C (or SIGTERM); returns the exit status."""
     if importlib.util.find_spec("voila") is None:
@@ -126,7 +138,7 @@ def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DE
     url = f"http://127.0.0.1:{port}/"
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     # own session: a terminal's Ctrl-C reaches only this process, which forwards it once
-    proc = subprocess.Popen(voila_command(path, port), env=env, start_new_session=True)
+    proc = subprocess.Popen(voila_command(path, port), env=env, start_new_session=True, preexec_fn=_default_sigint)
     try:
         if not _wait_listening(proc, port, _STARTUP_TIMEOUT_S):
             print(f"nnwidgets demo: Voilà did not start (exit status {proc.poll()})", file=sys.stderr)
@@ -155,10 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--notebook", default=DEFAULT_NOTEBOOK, metavar="NAME",
                    help=f"demo notebook to serve (default {DEFAULT_NOTEBOOK}), or a path to any .ipynb")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command != "demo":
+        parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
+    # Ctrl-C must stop the demo even if this process inherited SIGINT as ignored (a background job)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
+    try:
         return demo(port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
-    parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
-    return 2
+    finally:
+        if main_thread and previous is not None:  # None: a handler not set from Python
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -73,21 +73,42 @@ def _command() -> list[str]:
     return [sys.executable, "-c", "import sys; from nnwidgets._cli import main; sys.exit(main())"]
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _kill_groups(procs) -> None:
+    """SIGKILL the process group of each process still alive (never pytest's own group)."""
+    for p in procs:
+        try:
+            group = os.getpgid(p.pid)
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 @pytest.mark.slow
 def test_demo_serves_the_quickstart_dashboard_and_stops_on_ctrl_c(tmp_path):
+    """Started like a background job of a script (SIGINT inherited as ignored, which Voilà would
+    inherit too), the demo still stops on Ctrl-C within 15 s and leaves no Voilà or kernel."""
     pytest.importorskip("voila")
+    psutil = pytest.importorskip("psutil")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {k: v for k, v in os.environ.items() if k != "NNWIDGETS_WAIT"}  # the dashboard must not block
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     env["OMP_NUM_THREADS"] = "1"
     log = tmp_path / "demo.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*_command(), "demo", "--no-browser", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    with open(log, "wb") as out:  # own session: its group (and Voilà's, the kernel's) can be killed
+        proc = subprocess.Popen([*_command(), "demo", "--no-browser", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=_ignore_sigint, start_new_session=True)
+    family = [proc]
     try:
         html, deadline = None, time.monotonic() + 180
         while html is None and time.monotonic() < deadline and proc.poll() is None:
+            family = [proc, *psutil.Process(proc.pid).children(recursive=True)]
             try:  # Voilà runs the notebook while answering this request
                 with urllib.request.urlopen(url, timeout=180) as response:
                     assert response.status == 200
@@ -100,12 +121,20 @@ def test_demo_serves_the_quickstart_dashboard_and_stops_on_ctrl_c(tmp_path):
         assert "application/vnd.jupyter.widget-view+json" in html  # the panel, a widget view
         assert "250 training and 83 validation penguins" in html  # the notebook really ran
         assert "Traceback" not in html
+        children = psutil.Process(proc.pid).children(recursive=True)
+        family = [proc, *children]
+        assert len(children) >= 2, children  # Voilà and the notebook's kernel
+        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
-        assert proc.wait(60) == 0
+        assert proc.wait(15) == 0, log.read_text()
+        assert time.monotonic() - t0 < 15
         with pytest.raises(OSError):  # Voilà is gone too
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         assert "Kernel shutdown" in log.read_text()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"left behind: {alive}"
     finally:
+        _kill_groups(family)
         if proc.poll() is None:
             proc.kill()
-            proc.wait(10)
+        proc.wait(10)
