@@ -13,12 +13,13 @@ _STATES = {"paused", "stopped", "failed"}
 _KIND_COLOR = {"setting": "#7f7f7f", "nonfinite": "#d62728", "error": "#d62728",
                "paused": "#ff7f0e", "stopped": "#ff7f0e", "failed": "#d62728"}
 _LABEL_CHARS = 24
+LABEL_ROWS = (0.62, 0.08)  # first label row, row spacing (fractions of the plot height)
 
 
 def chart_figure(marks: list, axes: list, title: str, height: str, legend: str) -> bq.Figure:
-    """A chart ``Figure`` of CSS ``height``, full width. The top rows of its plot belong to the
-    marker labels (:class:`EventMarkers`), so ``legend`` should be a bottom corner where that
-    chart's lines usually are not (the loss falls: bottom-left; accuracy rises: bottom-right)."""
+    """A chart ``Figure`` of CSS ``height``, full width. The marker labels (:class:`EventMarkers`)
+    take rows in the middle of the plot, so ``legend`` should be a corner where that chart's
+    lines usually are not (the loss falls and flattens: top-right; accuracy rises: bottom-right)."""
     return bq.Figure(marks=marks, axes=axes, title=title, legend_location=legend,
                      fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 60},
                      layout=widgets.Layout(width="100%", height=height))
@@ -84,9 +85,9 @@ class EventMarkers:
 
     The lines span the plot height through their own fixed ``[0, 1]`` y scale, so they do not
     disturb the data axis (linear or log). Only the newest ``max_markers`` lines are drawn and
-    only the newest ``max_labels`` get their text, each on its own row near the top of the plot
-    (row = marker number mod ``max_labels``: labels never overlap each other and keep their row
-    while newer ones arrive). A label in the right half of the step axis ends at its line, one in
+    only the newest ``max_labels`` get their text, each on its own row in the middle band of the
+    plot (``LABEL_ROWS``; the legend sits in a corner above or below it; row = marker number mod
+    ``max_labels``: labels never overlap each other and keep their row while newer ones arrive). A label in the right half of the step axis ends at its line, one in
     the left half starts there, so none runs past the plot's edge. Older markers keep their
     line; every event is also in the notices box and ``history.events``.
 
@@ -175,6 +176,7 @@ class EventMarkers:
             idx = [first + i for i, s in enumerate(self._sides) if s == side]
             with mark.hold_sync():
                 mark.x = np.asarray([self.steps[i] for i in idx], np.float32)
-                mark.y = np.asarray([0.96 - 0.085 * (i % self.max_labels) for i in idx], np.float32)
+                mark.y = np.asarray([LABEL_ROWS[0] - LABEL_ROWS[1] * (i % self.max_labels) for i in idx],
+                                    np.float32)
                 mark.text = np.asarray([self.texts[i] for i in idx], dtype=str)
                 mark.colors = [_KIND_COLOR.get(self.kinds[i], "#7f7f7f") for i in idx] or ["#7f7f7f"]

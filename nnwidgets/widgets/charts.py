@@ -92,7 +92,7 @@ class LossChart:
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         axes = [self.x_axis, self.y_axis]
         self.figure = chart_figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height,
-                              "bottom-left")
+                              "top-right")
         self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
                                                tooltip="Loss axis on a log scale")
         self.log_toggle.observe(self._on_log, "value")
