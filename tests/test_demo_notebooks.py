@@ -51,22 +51,26 @@ _executed: dict[str, tuple] = {}
 
 @pytest.fixture(scope="module")
 def run_notebook(kernel_env):
-    """``run_notebook(name) -> (executed notebook, stdout text, seconds)``; each runs once."""
-    def run(name: str):
-        if name not in _executed:
+    """``run_notebook(name, **env) -> (executed notebook, stdout text, seconds)``; each runs once.
+    ``env``: variables for the kernel on top of :func:`kernel_env` (``None`` removes one)."""
+    def run(name: str, **env: str | None):
+        key = (name, tuple(sorted(env.items())))
+        if key not in _executed:
             nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+            kernel = {**kernel_env, **env}
+            kernel = {k: v for k, v in kernel.items() if v is not None}
             with pytest.MonkeyPatch.context() as mp:  # the kernelspec lookup reads JUPYTER_PATH
                 mp.setenv("JUPYTER_PATH", kernel_env["JUPYTER_PATH"])
                 client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S,
                                                  resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
                 t0 = time.perf_counter()
-                client.execute(env=kernel_env)
+                client.execute(env=kernel)
                 seconds = time.perf_counter() - t0
             text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                              for o in c.outputs if o.output_type == "stream")
-            print(f"{name}: executed in {seconds:.1f} s")
-            _executed[name] = (nb, text, seconds)
-        return _executed[name]
+            print(f"{name} {env or ''}: executed in {seconds:.1f} s")
+            _executed[key] = (nb, text, seconds)
+        return _executed[key]
     return run
 
 
@@ -92,14 +96,28 @@ def test_saved_without_outputs_on_the_python3_kernel(name):
 
 
 def test_quickstart(run_notebook):
-    nb, text, _ = run_notebook("01_quickstart.ipynb")
+    """Run All (``NNWIDGETS_WAIT=1``): the default run of 300 epochs, long enough to steer in the
+    dashboard (480 steps ended 5-20 s after the panel appeared), still generalises."""
+    nb, text, seconds = run_notebook("01_quickstart.ipynb")
     assert "250 training and 83 validation penguins, 9 features" in text
-    assert "completed after 30 epochs" in text
+    assert "completed after 300 epochs" in text
     assert _number(r"validation accuracy (\d\.\d+)", text) >= 0.9
     assert _number(r"validation loss (\d+\.\d+)", text) < 0.3
     assert _widget_views(nb) == 1  # the panel
     table = next(o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {}))
-    assert "val_accuracy" in table["data"]["text/html"] and ">29<" in table["data"]["text/html"]  # last epoch
+    assert "val_accuracy" in table["data"]["text/html"] and ">299<" in table["data"]["text/html"]  # last epoch
+    assert seconds < 45
+
+
+def test_quickstart_as_a_dashboard(run_notebook):
+    """As Voilà runs it: no ``NNWIDGETS_WAIT``, so ``%%train`` returns while the run goes on. The
+    last cell said "running: no epoch finished yet" under a live panel; it must say what is true
+    then. ``NNWIDGETS_DEMO_EPOCHS`` sets the length of the run (a long one here: still running)."""
+    nb, text, _ = run_notebook("01_quickstart.ipynb", NNWIDGETS_WAIT=None, NNWIDGETS_DEMO_EPOCHS="100000")
+    assert re.search(r"Training in the background: \d+ of 100000 epochs had finished when this cell ran\. "
+                     r"The panel above is live", text), text
+    assert "no epoch finished yet" not in text and "completed" not in text
+    assert _widget_views(nb) == 1
 
 
 def test_regression(run_notebook):
