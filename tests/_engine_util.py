@@ -89,3 +89,14 @@ def first_loss(trainer: Any) -> float:
     """The loss recorded for the first step."""
     return float(trainer.history.steps.loss.iloc[0])
 
+
+def c13_stack(act: type) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Case C13: 10 x (Linear(16, 16) + act) + Linear(16, 3) and one batch of 64 (seed 0)."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(10):
+        layers += [nn.Linear(16, 16), act()]
+    layers.append(nn.Linear(16, 3))
+    model = nn.Sequential(*layers)
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    return model, x, y

@@ -16,26 +16,15 @@ import nnwidgets as nw
 from nnwidgets.events import Event
 from nnwidgets.stats import activation_after, flag_vanishing
 
-from _engine_util import events, fit_one, oracle
+from _engine_util import c13_stack, events, fit_one, oracle
 
 CPU = dict(device="cpu")
 
 
 # ---------------------------------------------------------------- C13 vanishing gradients
-def _c13_stack(act):
-    torch.manual_seed(0)
-    layers = []
-    for _ in range(10):
-        layers += [nn.Linear(16, 16), act()]
-    layers.append(nn.Linear(16, 3))
-    model = nn.Sequential(*layers)
-    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
-    return model, x, y
-
-
 @pytest.mark.parametrize("act, flagged", [(nn.Sigmoid, True), (nn.ReLU, False)], ids=["sigmoid", "relu"])
 def test_c13_vanishing_gradients_flagged_for_sigmoid_not_relu(act, flagged):
-    model, x, y = _c13_stack(act)
+    model, x, y = c13_stack(act)
     probe = copy.deepcopy(model)
     F.cross_entropy(probe(x), y).backward()                       # oracle: the first step's gradients
     expected = [math.sqrt(m.weight.grad.norm() ** 2 + m.bias.grad.norm() ** 2)

@@ -4,24 +4,19 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from nnwidgets import Trainer
 from nnwidgets.history import History
 from nnwidgets.widgets.gradients import GradientView
 
+from _engine_util import c13_stack
+
 
 
 def c13_trainer(act, epochs=2):
     """Case C13: 10 x (Linear(16, 16) + act) + Linear(16, 3), one batch of 64."""
-    torch.manual_seed(0)
-    layers = []
-    for _ in range(10):
-        layers += [nn.Linear(16, 16), act()]
-    layers.append(nn.Linear(16, 3))
-    model = nn.Sequential(*layers)
-    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    model, x, y = c13_stack(act)
     t = Trainer(model, [(x, y)], epochs=epochs, grad_every=1, seed=0, device="cpu")
     t.fit()
     return t
