@@ -8,6 +8,7 @@ with ``torch.nn.functional`` on the same tensors. ``oracle`` is the hand-written
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any, Callable, Iterable
 
 import torch
@@ -100,3 +101,13 @@ def c13_stack(act: type) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     model = nn.Sequential(*layers)
     x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
     return model, x, y
+
+
+def wait_for(cond: Callable[[], Any], timeout: float) -> bool:
+    """Poll ``cond`` every 2 ms until it is truthy or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.002)
+    return bool(cond())

@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from nnwidgets import Trainer
 from nnwidgets.widgets.controls import BUTTON_STATES, NO_DROPOUT, ControlsView, available_devices
 
+from _engine_util import wait_for
+
 
 
 def three_class_loader(n=4000, features=4, batch_size=32):
@@ -26,14 +28,6 @@ def mlp(dropout=False, features=4):
     layers = [nn.Linear(features, 32), nn.ReLU()] + ([nn.Dropout(0.1)] if dropout else []) + [nn.Linear(32, 3)]
     return nn.Sequential(*layers)
 
-
-def wait_for(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 @pytest.fixture

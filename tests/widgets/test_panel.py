@@ -13,6 +13,8 @@ import nnwidgets
 from nnwidgets import Trainer
 from nnwidgets.widgets.panel import TrainingPanel, panel
 
+from _engine_util import wait_for
+
 EVIL = "<img src=x onerror=alert(1)>"
 
 
@@ -27,14 +29,6 @@ def loader(n=4000, features=4, dtype=torch.float32):
 def mlp(features=4):
     return nn.Sequential(nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, 3))
 
-
-def wait_for(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 class CountingView:

@@ -1,5 +1,4 @@
 """ParametersView: the summary table, the freeze toggles (PyTorch as the oracle), escaping."""
-import time
 
 import torch
 from torch import nn
@@ -7,6 +6,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nnwidgets import Trainer
 from nnwidgets.widgets.parameters import ParametersView
+
+from _engine_util import wait_for
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -18,14 +19,6 @@ def loader(n=4000):
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
     return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
 
-
-def wait_for(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.002)
-    return cond()
 
 
 def model():
