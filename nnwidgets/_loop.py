@@ -207,11 +207,23 @@ class LoopMixin:
                                   t_prev, now - self._t_start)
         # seconds per step, averaged over every committed window of the trainer (a single short
         # window, e.g. an epoch-end flush right after a timed one, would be far off)
-        self._timed_s += now - self._last_commit_t
+        wall = now - self._last_commit_t
+        self._timed_s += wall
         self._timed_steps += len(losses)
         self._step_time = self._timed_s / self._timed_steps if self._timed_steps else None
         self._last_commit_t = now
         self._loss_buf, self._n_buf = [], []
+        cpu, own = self._cpu_mark, self._own_mark
+        self._mark_window()
+        self._meter.observe(len(losses), wall, self._cpu_mark - cpu, self._own_mark - own, self._tuner.threads)
+        notice = self._tuner.observe(len(losses), wall) if self.step >= self._warm_until else None
+        if notice:
+            self._record("notice", name="threads", message=notice)
+
+    def _mark_window(self) -> None:
+        """Start a timing window: CPU seconds of the loop's thread and nnwidgets' own seconds
+        so far (read in the loop's thread; the wall-clock mark is ``_last_commit_t``)."""
+        self._cpu_mark, self._own_mark = time.thread_time(), self._tool_time
 
     def _nonfinite(self, index: int, values: np.ndarray, applied: int) -> None:
         first_step = self.step - applied + index

@@ -6,6 +6,7 @@ No training logic lives here. Loaded by ``%load_ext nnwidgets`` (see
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import weakref
@@ -46,6 +47,15 @@ def _lookup(user_ns: dict, expr: str, role: str) -> Any:
         return eval(expr, user_ns)  # noqa: S307 - the notebook's own expression, in its own namespace
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"{role}: could not evaluate {expr!r}: {type(e).__name__}: {e}") from None
+
+
+def _threads_arg(text: str) -> int | str | None:
+    """``--threads``: ``auto``, ``torch`` (leave torch's setting: ``threads=None``) or a count."""
+    if text in ("auto", "torch"):
+        return None if text == "torch" else "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes auto, torch or a thread count >= 1, got {text!r}")
+    return int(text)
 
 
 def _check_loader(loader: Any, expr: str, role: str) -> None:
@@ -128,6 +138,9 @@ class TrainMagics(Magics):
     @argument("--task", default="auto", choices=_TASKS, help="task (default: from loss, output and targets)")
     @argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     @argument("--seed", type=int, default=None, metavar="N", help="torch.manual_seed for shuffling/dropout")
+    @argument("--threads", type=_threads_arg, default="auto", metavar="N|auto|torch",
+              help="torch threads of the training thread: auto (measured: 1 or torch's count, whichever "
+                   "trains faster), a count, or 'torch' to leave torch's setting")
     @argument("--name", default=None, metavar="NAME",
               help=f"bind the panel to this notebook variable (default {DEFAULT_PANEL_NAME}); "
                    "its .trainer is the Trainer")
@@ -185,7 +198,8 @@ class TrainMagics(Magics):
         try:
             trainer = Trainer(model, train_data, val_data, task=args.task, loss=loss, optimizer=args.optimizer,
                               lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                              dropout=args.dropout, epochs=args.epochs, device=args.device, seed=args.seed)
+                              dropout=args.dropout, epochs=args.epochs, device=args.device, seed=args.seed,
+                              threads=args.threads)
         except (TypeError, ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from None
         from .widgets.panel import TrainingPanel

@@ -21,6 +21,8 @@ from ._errors import explain
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
+from ._speed import Speed, SpeedMeter
+from ._threads import ThreadTuner
 from .events import Event, EventBus, RemovableHandle
 from .history import History
 
@@ -64,6 +66,11 @@ class Trainer(LoopMixin):
         grad_every: ``"auto"`` (sample as often as costs ≤ 2 % of step time) or every n steps.
         flush_interval_s: seconds between fetches of the buffered losses (default 0.1).
         first_batch_timeout_s: seconds to wait for the first batch before giving up.
+        threads: torch intra-op threads of the thread that runs the loop, on CPU: ``"auto"``
+            (measured at run start: 1 or torch's count, whichever trains faster, re-checked every
+            30 s; the choice is a notice), a count ``n >= 1``, or ``None`` (leave torch's setting).
+            The count the loop's thread had is put back when a run ends. See
+            :mod:`nnwidgets._threads` for why and the measurements.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module`` or ``train_data`` is not iterable.
@@ -82,7 +89,8 @@ class Trainer(LoopMixin):
                  dropout: float | None = None, epochs: int = 10, device: str = "auto", seed: int | None = None,
                  step: Callable[..., Any] | None = None, metrics: dict | None = None, macro: bool = False,
                  scheduler: Any = None, grad_stats: bool = True, grad_every: int | str = "auto",
-                 flush_interval_s: float = 0.1, first_batch_timeout_s: float = 60.0) -> None:
+                 flush_interval_s: float = 0.1, first_batch_timeout_s: float = 60.0,
+                 threads: int | str | None = "auto") -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         for name, d in (("train_data", train_data), ("val_data", val_data)):
@@ -104,6 +112,8 @@ class Trainer(LoopMixin):
         self.first_batch_timeout_s, self.scheduler = float(first_batch_timeout_s), scheduler
         self._task_arg, self._loss_arg, self._metrics_arg, self._macro = task, loss, metrics, macro
         self._custom_step, self._grad_stats = step, grad_stats
+        self._tuner = ThreadTuner(threads)
+        self._meter = SpeedMeter()
         self.device = resolve_device(device)
         self._on_cpu = self.device.type == "cpu"
         self.model.to(self.device)
@@ -174,6 +184,19 @@ class Trainer(LoopMixin):
         return self._tool_time / wall if wall > 0 else 0.0
 
     @property
+    def speed(self) -> Speed | None:
+        """The loop's recent speed (last ~5 s of running): steps/s, the rate it would reach
+        alone, and the overhead the user gets (see :mod:`nnwidgets._speed`); ``None`` before the
+        first steps were committed."""
+        return self._meter.speed
+
+    @property
+    def threads(self) -> int | None:
+        """Torch threads of the loop's thread: in use while running, else the count an
+        ``"auto"`` run chose (``None`` when left to torch or not decided yet)."""
+        return self._tuner.threads if self._tuner.threads is not None else self._tuner.chosen
+
+    @property
     def steps_per_epoch(self) -> int | None:
         """``len(train_data)`` when the loader has a length, else ``None``."""
         try:
@@ -225,6 +248,7 @@ class Trainer(LoopMixin):
                 self._ctl.notify_all()
                 return self
         self._begin(epochs, background=True)
+        torch.get_num_threads()  # fixes this thread's own count before the loop's thread sets its
         self._thread = threading.Thread(target=self._run, name="nnwidgets-trainer", daemon=True)
         self._thread.start()
         return self
@@ -415,6 +439,8 @@ class Trainer(LoopMixin):
     def _run(self) -> None:
         now = self._last_flush = self._last_commit_t = time.perf_counter()
         self._t_start = now - self._run_wall  # time_s keeps counting across restarts
+        notice = self._tuner.begin(self.device)
+        self._mark_window()
         self._set_state("running")
         self._mode_at_start = self.model.training
         self.model.train()
@@ -424,6 +450,10 @@ class Trainer(LoopMixin):
                 self._prepare()
             self._warm_until = WARMUP_STEPS  # only the very first steps of a trainer are flushed one by one
             self._snapshot(force=True)
+            self._last_commit_t = time.perf_counter()  # the first-batch checks are no step time
+            self._mark_window()
+            if notice:
+                self._record("notice", name="threads", message=notice)
             self._bus.fire(Event.FIT_STARTED, self, epoch=self.epoch, step=self.step)
             self._run_epochs()
         except StopRun:
@@ -453,6 +483,7 @@ class Trainer(LoopMixin):
             self._loss_buf, self._n_buf = [], []
         self.optimizer.zero_grad(set_to_none=True)
         self.model.train(getattr(self, "_mode_at_start", True))
+        self._tuner.end()
         self._run_wall = time.perf_counter() - self._t_start
         kind = "error" if ending == "failed" else "state"
         self._record(kind, name=ending, new=ending, message=message)
@@ -517,6 +548,7 @@ class Trainer(LoopMixin):
             if self._steps_allowed > 0:
                 self._steps_allowed -= 1
             self._last_commit_t = self._last_flush = time.perf_counter()  # the pause is no step time
+            self._mark_window()
             self._attention = True
             self._set_state("running")
             self._record("state", name="resumed", new="running", message=f"resumed at epoch {self.epoch}, step {self.step}")

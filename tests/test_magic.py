@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV, TrainMagics
 
 OPTIONS = ["--val", "--epochs", "--lr", "--momentum", "--weight-decay", "--dropout", "--optimizer",
-           "--loss", "--task", "--device", "--seed", "--name", "--wait", "--no-start"]
+           "--loss", "--task", "--device", "--seed", "--threads", "--name", "--wait", "--no-start"]
 
 
 def _loader(n: int = 64, batch_size: int = 16) -> DataLoader:
@@ -48,7 +48,7 @@ def ip(monkeypatch):
 
 def test_options_reach_the_trainer(ip):
     ip.run_line_magic("train", "model train_loader --val val_loader --epochs 3 --lr 0.2 --momentum 0.5 "
-                      "--weight-decay 0.001 --dropout 0.3 --device cpu --seed 1 --name run --no-start")
+                      "--weight-decay 0.001 --dropout 0.3 --device cpu --seed 1 --threads 1 --name run --no-start")
     panel = ip.user_ns["run"]
     trainer = panel.trainer
     assert DEFAULT_PANEL_NAME not in ip.user_ns  # only unnamed runs are bound there
@@ -59,6 +59,7 @@ def test_options_reach_the_trainer(ip):
     assert trainer.settings == pytest.approx({"lr": 0.2, "momentum": 0.5, "weight_decay": 0.001, "dropout": 0.3})
     assert type(trainer.optimizer).__name__ == "SGD"
     assert trainer.state == "idle"  # --no-start
+    assert trainer._tuner.setting == 1
 
 
 def test_optimizer_task_and_loss(ip):
@@ -162,6 +163,8 @@ def test_empty_cell_body_points_to_line_magic(ip):
     ("model train_loader --epochs 0", "epochs must be >= 1, got 0"),
     ("model train_loader --loss hinge", "--loss: unknown loss 'hinge'; use one of auto, cross_entropy"),
     ("model train_loader --name 1run", "--name: '1run' is not a valid Python variable name"),
+    ("model train_loader --threads many", "argument --threads: takes auto, torch or a thread count >= 1, got 'many'"),
+    ("model train_loader --threads 0", "argument --threads: takes auto, torch or a thread count >= 1, got '0'"),
     ("model train_loader --device tpu", "unknown device 'tpu'; use 'auto', 'cpu', 'cuda'"),
     ("model", "the following arguments are required: train_loader"),
 ])

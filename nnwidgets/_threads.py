@@ -1,0 +1,157 @@
+"""The torch intra-op thread count of the thread that runs the training loop.
+
+Why it is nnwidgets' job (measured on a 2-core machine, torch 2.13, OpenMP backend): a loop run
+outside the thread that configured torch (``Trainer.start()``, what ``%%train`` runs) gets an
+OpenMP team of its own. Once the main thread has a team too, libgomp manages more threads than
+there are cores and stops spinning between parallel regions, so the same loop ran at 0.3–0.5 of
+its main-thread speed under torch's default thread count; with a browser drawing the panel on
+the same cores, 2 threads fell to 0.02–0.05 (a parallel region waits for a descheduled thread),
+while 1 thread kept 0.9–1.1. Which count is faster depends on the model and on what else runs,
+so ``threads="auto"`` measures it.
+
+``threads="auto"`` (CPU runs): the loop starts with 1 thread, then times windows of at least
+``WINDOW_S`` seconds of committed steps (pauses excluded) alternating between 1 thread and
+torch's count for that thread (``PROBE`` = 1, n, 1, n) and keeps the faster, preferring 1 unless
+n is ``PREFER_MORE`` faster (fewer threads leave cores to the kernel and the browser). Every
+``REPROBE_S`` seconds of running it times one window of the other count and switches when that
+is ``SWITCH_GAIN`` faster than the count in use. Each decision is a notice. ``threads=n`` uses
+n threads; ``threads=None`` leaves torch's setting alone. On CUDA/MPS nothing is changed.
+
+``torch.set_num_threads`` sets the OpenMP count of the calling thread (and the default for
+threads torch starts later), so the loop's thread sets it for itself and puts its starting value
+back when the run ends.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["ThreadTuner", "WINDOW_S", "REPROBE_S", "PREFER_MORE", "SWITCH_GAIN"]
+
+WINDOW_S = 0.25      # one timed window of committed steps
+REPROBE_S = 30.0     # running seconds between re-checks of the other count
+PREFER_MORE = 1.05   # more threads must be this much faster to be chosen
+SWITCH_GAIN = 1.15   # a re-check switches when the other count is this much faster
+
+
+def _rate(steps: int, seconds: float) -> float:
+    return steps / seconds if seconds > 0 else 0.0
+
+
+class ThreadTuner:
+    """Chooses and applies the torch thread count of the loop's thread.
+
+    Call :meth:`begin` and :meth:`end` in the thread that runs the loop, and :meth:`observe`
+    there after every commit of steps to the history (never per step).
+
+    Args:
+        setting: ``"auto"``, a thread count ``>= 1``, or ``None`` (leave torch's setting).
+        window_s, reprobe_s: see the module docstring (seconds).
+
+    Raises:
+        ValueError: ``setting`` is none of the above.
+
+    Example:
+        >>> tuner = ThreadTuner("auto")            # doctest: +SKIP
+        >>> tuner.begin(torch.device("cpu"))       # in the loop's thread  # doctest: +SKIP
+    """
+
+    def __init__(self, setting: Any = "auto", window_s: float = WINDOW_S, reprobe_s: float = REPROBE_S) -> None:
+        if not (setting is None or setting == "auto" or (isinstance(setting, int) and not isinstance(setting, bool)
+                                                          and setting >= 1)):
+            raise ValueError(f"threads must be 'auto', a thread count >= 1 or None, got {setting!r}")
+        self.setting, self.window_s, self.reprobe_s = setting, float(window_s), float(reprobe_s)
+        self.threads: int | None = None   # the count in use while a run runs
+        self.chosen: int | None = None    # the count an auto run decided on (kept across runs)
+        self.rates: dict[int, float] = {}  # steps/s of the newest timed windows per count
+        self._original: int | None = None
+        self._plan: list[int] = []
+        self._samples: dict[int, list[float]] = {}
+        self._win_steps, self._win_s, self._since_check = 0, 0.0, 0.0
+        self._candidates: tuple[int, int] = (1, 1)
+
+    # ------------------------------------------------------------------ run boundaries
+    def begin(self, device: torch.device) -> str | None:
+        """Apply the starting count for a run on ``device``; returns a notice or ``None``."""
+        self._original = None
+        if self.setting is None or device.type != "cpu":
+            self.threads = None
+            return None
+        self._original = torch.get_num_threads()
+        if self.setting != "auto":
+            self._use(int(self.setting))
+            return None if self.setting == self._original else (
+                f"training uses {self.setting} torch thread{'s' * (self.setting != 1)} (threads={self.setting}; "
+                f"torch's setting here is {self._original})")
+        self._candidates = (1, max(1, self._original))
+        if self.chosen is not None:  # a later run of the same trainer: keep the decision, re-check later
+            self._use(self.chosen)
+            self._plan, self._since_check = [], 0.0
+        else:
+            self._use(1)
+            self._plan = [1, self._candidates[1], 1, self._candidates[1]] if self._candidates[1] > 1 else []
+            self._samples = {}
+        self._win_steps, self._win_s = 0, 0.0
+        return None
+
+    def end(self) -> None:
+        """Put the thread count the run started with back (call in the loop's thread)."""
+        if self._original is not None and torch.get_num_threads() != self._original:
+            torch.set_num_threads(self._original)
+        self._original, self.threads = None, None
+
+    # ------------------------------------------------------------------ measurement
+    def observe(self, steps: int, seconds: float) -> str | None:
+        """Account ``steps`` committed in ``seconds`` of running wall time; may change the
+        count between two steps. Returns a notice when a decision was taken, else ``None``."""
+        if self.setting != "auto" or self.threads is None or self._candidates[1] == 1 or steps <= 0:
+            return None
+        self._win_steps += steps
+        self._win_s += seconds
+        if self._win_s < self.window_s:
+            return None
+        rate = _rate(self._win_steps, self._win_s)
+        self._win_steps, self._win_s = 0, 0.0
+        self.rates[self.threads] = rate
+        if self._plan:  # the first probe of this trainer
+            self._samples.setdefault(self._plan.pop(0), []).append(rate)
+            if self._plan:
+                self._use(self._plan[0])
+                return None
+            return self._decide()
+        if self.chosen is None:
+            return None
+        self._since_check += self.window_s
+        if self.threads != self.chosen:  # the re-check window of the other count just ended
+            other, other_rate = self.threads, rate
+            current_rate = self._samples.get(self.chosen, [0.0])[-1]
+            if other_rate > SWITCH_GAIN * current_rate:
+                old, self.chosen = self.chosen, other
+                self._use(other)
+                return (f"training thread switched from {old} to {other} torch thread{'s' * (other != 1)}: "
+                        f"{other_rate:,.0f} steps/s against {current_rate:,.0f} (re-checked while running)")
+            self._use(self.chosen)
+            return None
+        self._samples[self.chosen] = [rate]
+        if self._since_check >= self.reprobe_s:
+            self._since_check = 0.0
+            self._use(self._candidates[1] if self.chosen == 1 else 1)
+        return None
+
+    def _decide(self) -> str:
+        one, many = self._candidates
+        rate = {n: sum(v) / len(v) for n, v in self._samples.items()}
+        self.chosen = many if rate[many] > PREFER_MORE * rate[one] else one
+        other = many if self.chosen == one else one
+        self._samples = {n: [r] for n, r in rate.items()}
+        self._use(self.chosen)
+        self._since_check = 0.0
+        return (f"training uses {self.chosen} torch thread{'s' * (self.chosen != 1)}: measured "
+                f"{rate[self.chosen]:,.0f} steps/s against {rate[other]:,.0f} with {other} (threads='auto'; "
+                "Trainer(threads=n) or %%train --threads n fixes the count, threads=None leaves torch's setting)")
+
+    def _use(self, n: int) -> None:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        self.threads = n
