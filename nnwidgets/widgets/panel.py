@@ -10,7 +10,8 @@ Each tab is a view (``.widget`` to show, ``refresh(trainer)`` to update); ``pane
 list of ``(title, view)`` and :meth:`TrainingPanel.add_tab` appends one. The Network tab is added
 for every model, the Decision boundary tab when the training features have 2 columns.
 
-The updater thread (a daemon, started by the constructor) calls every view's ``refresh`` under
+The updater thread (a daemon, started by the constructor) calls ``refresh`` of the status, the
+controls and the tab shown (hidden tabs cost nothing; selecting one wakes the thread) under
 ``hold_sync()`` at most once per ``update_interval_s`` (≥ 0.2 s, so ≤ 5 Hz) while the run is
 running. In any other state it checks a cheap signature (state, step, events, settings, frozen
 layers) once per ``IDLE_INTERVAL_S`` and refreshes only when something changed, so a finished
@@ -118,6 +119,7 @@ class TrainingPanel(w.VBox):
                 self.add_tab(title, factory())
             except Exception as e:  # noqa: BLE001 - an optional view must not break the panel
                 self.status.log(f"the {title} tab could not be built: {type(e).__name__}: {e}")
+        self.tab.observe(lambda _: self._wake.set(), "selected_index")  # a tab shown catches up at once
         self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
         self._thread.start()
 
@@ -184,11 +186,19 @@ class TrainingPanel(w.VBox):
             self.status.ui_share = min(1.0, sum(c for *_, c in shares) / wall) if wall > 0 else 0.0
         return now
 
-    def refresh(self) -> None:
-        """Refresh every view once (the updater thread calls this; safe to call by hand)."""
+    def visible_views(self) -> list[tuple[str, Any]]:
+        """``(title, view)`` of the tab shown now (none when no tab is selected)."""
+        i = self.tab.selected_index
+        return [self.views[i]] if i is not None and 0 <= i < len(self.views) else []
+
+    def refresh(self, every_tab: bool = False) -> None:
+        """Refresh the status, the controls and the tab shown (the updater thread calls this;
+        safe to call by hand). Hidden tabs cost nothing: a tab catches up from the history when
+        it is selected (the selection wakes the updater). ``every_tab=True`` refreshes all."""
         t = self.trainer
+        views = self.views if every_tab else self.visible_views()
         with self.hold_sync():
-            for title, view in [("Status", self.status), ("Controls", self.controls)] + self.views:
+            for title, view in [("Status", self.status), ("Controls", self.controls)] + views:
                 try:
                     with view.widget.hold_sync():
                         view.refresh(t)

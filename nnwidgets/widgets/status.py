@@ -18,12 +18,12 @@ Where the numbers come from:
   reader for the newest ``time_s``); before two samples exist while running, the average of
   the newest epoch record (``step / time_s``);
 * ETA: remaining steps ÷ steps/s;
-* overhead: ``trainer.overhead`` (share of the run's wall time spent in nnwidgets' loop-side work)
-  plus :attr:`StatusView.ui_share`, the share of wall time the panel's updater thread spent on
-  the CPU over the last seconds of *running* (``time.thread_time()`` deltas ÷ wall-clock deltas,
-  measured by the panel inside that thread, ≤ 1; kept as it was while the run is not running);
-  the sum is shown capped at 100 %. Widget messages serialised on ipykernel's IOPub thread are
-  not counted.
+* overhead: ``trainer.speed.overhead``, the slowdown the user gets over the last ~5 s of
+  running: ``1 − steps/s ÷ the rate the loop reaches alone`` (the loop thread's CPU time less
+  nnwidgets' own work; see :mod:`nnwidgets._speed`), so waiting for the panel's thread, the
+  kernel or the browser counts, with the rate alone and the loop's torch threads in brackets.
+  :attr:`StatusView.ui_share` keeps the panel updater thread's own CPU share (``time.thread_time()``
+  deltas ÷ wall-clock deltas over the last seconds of running, ≤ 1) for diagnosis.
 """
 from __future__ import annotations
 
@@ -157,9 +157,10 @@ class StatusView:
             parts.append(f"{rate:,.1f} steps/s")
         if self.eta_s is not None:
             parts.append(f"ETA {format_duration(self.eta_s)}")
-        engine = float(trainer.overhead)
-        parts.append(f"overhead {100 * min(1.0, engine + self.ui_share):.1f} % "
-                     f"(loop {100 * engine:.1f} %, panel {100 * self.ui_share:.1f} %)")
+        speed = getattr(trainer, "speed", None)
+        if speed is not None:
+            threads = f", {speed.threads} thread{'s' * (speed.threads != 1)}" if speed.threads else ""
+            parts.append(f"overhead {100 * speed.overhead:.1f} % (alone ~{speed.alone_steps_per_s:,.0f} steps/s{threads})")
         self.info.value = " · ".join(parts)
 
     def _events(self, events: list[dict]) -> None:
