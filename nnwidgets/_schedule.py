@@ -89,8 +89,8 @@ class SchedulePlan:
                  steps_per_epoch: int | None, epochs: int, has_val: bool) -> None:
         self.scheduler, self.optimizer, self.has_val = scheduler, optimizer, has_val
         self.interval, why = _decide(scheduler, interval, steps_per_epoch, epochs)
-        self._total = getattr(scheduler, "total_steps", math.inf) if isinstance(scheduler, sched.OneCycleLR) \
-            else math.inf
+        # OneCycleLR reaches its final lr at step total_steps - 1 and raises two steps later
+        self._last = scheduler.total_steps - 1 if isinstance(scheduler, sched.OneCycleLR) else math.inf
         self._lrs: list[float] = []
         self.per_step = self._after_step if self.interval == "step" else None
         name = type(scheduler).__name__
@@ -106,7 +106,7 @@ class SchedulePlan:
     def _after_step(self) -> None:
         """Record the lr the step just used, then step the scheduler (until its last step)."""
         self._lrs.append(self.optimizer.param_groups[0]["lr"])
-        if self.scheduler.last_epoch < self._total:
+        if self.scheduler.last_epoch < self._last:
             self.scheduler.step()
 
     def used_lrs(self, k: int) -> float | np.ndarray:
