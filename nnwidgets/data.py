@@ -15,9 +15,14 @@ batch, and replays the decided operations on every batch through
     plan = plan_batches(model, x, y, output, task, loss_fn, model_dtype)
     x, y = plan.apply(x, y)                             # every batch, incl. the first
 
+Inputs that are a tuple/list/dict of tensors, and outputs that are not one tensor, are planned
+by :mod:`nnwidgets._inputs` and replayed by ``plan.apply(x, y, device)`` / ``plan.forward(model, x)``.
+
 Notice codes: ``cast_features``, ``labels_to_int64``, ``squeeze_target``,
 ``onehot_target``, ``reshape_target``, ``cast_target``, ``softmax_before_ce``,
-``softmax_before_nll``, ``sigmoid_before_bce``, ``task_inferred``, ``workers_fallback``.
+``softmax_before_nll``, ``sigmoid_before_bce``, ``task_inferred``, ``workers_fallback``;
+from the Trainer also ``inputs_call``, ``output_tuple``, ``output_logits``, ``binary_threshold``,
+``unregistered_layers``, ``batchnorm_last_batch``, ``batch_skipped``, ``scheduler``.
 """
 from __future__ import annotations
 
