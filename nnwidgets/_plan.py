@@ -6,7 +6,6 @@ Built by :func:`plan_batches` (public through :mod:`nnwidgets.data`); the loop c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
