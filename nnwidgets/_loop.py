@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._model_checks import SkipBatch, skip_message
 from ._setup import move_to
 from .data import DataError, split_batch
 from .events import Event
@@ -48,6 +49,9 @@ class PauseRun(Exception):
 
 class LoopMixin:
     """Epochs, steps, flushes and validation. State lives on the Trainer."""
+
+    _schedule = None  # nnwidgets._schedule.SchedulePlan of a run with a scheduler
+    _per_step = None  # its per-step callable (a per-batch scheduler), else None
 
     # ------------------------------------------------------------------ epochs
     def _run_epochs(self) -> None:
@@ -101,8 +105,8 @@ class LoopMixin:
         if self.val_data is not None:
             self._bus.fire(Event.VALIDATION_COMPLETED, self, epoch=self.epoch, metrics=row)
         self._bus.fire(Event.EPOCH_COMPLETED, self, epoch=self.epoch, metrics=row)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        if self._schedule is not None:
+            self._schedule.epoch_end(row)
         self.epoch += 1
         self._batch_iter = None
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, self.step
@@ -116,7 +120,10 @@ class LoopMixin:
         opt.zero_grad(set_to_none=True)
         self._phase = "forward pass (model)"
         if self._custom_step is None:
-            out = model(x)
+            try:
+                out = self._prepared.plan.forward(model, x)
+            except SkipBatch as skip:  # BatchNorm and a batch of one sample in train mode
+                return self._skipped(skip)
             self._phase = "loss"
             loss = self._loss_fn(out, y)
         else:
@@ -131,6 +138,8 @@ class LoopMixin:
                 return
         self._phase = "optimizer step"
         opt.step()
+        if self._per_step is not None:
+            self._per_step()
         self._loss_buf.append(loss.detach())
         self._n_buf.append(_batch_size(y))
         if out is not None and y is not None:
@@ -147,9 +156,11 @@ class LoopMixin:
         if self._custom_step is not None:
             return move_to(batch, self.device), None
         x, y = split_batch(batch)
-        if not (self._on_cpu and x.is_cpu and y.is_cpu):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        return self._prepared.plan.apply(x, y)
+        return self._prepared.plan.apply(x, y, self.device, self._on_cpu)
+
+    def _skipped(self, skip: SkipBatch) -> None:
+        if not any(e["name"] == "batch_skipped" for e in self.history.event_records):  # announced once
+            self._record("notice", name="batch_skipped", message=skip_message(skip, self.epoch, self.step))
 
     def _call_custom_step(self, batch: Any) -> tuple[torch.Tensor, Any, Any]:
         try:
@@ -203,8 +214,9 @@ class LoopMixin:
         self._epoch_loss_sum += float((losses * counts).sum())
         self._epoch_n += int(counts.sum())
         t_prev = self._last_commit_t - self._t_start
-        self.history.append_steps(self.epoch, losses, float(self.optimizer.param_groups[0]["lr"]),
-                                  t_prev, now - self._t_start)
+        lr = self._schedule.used_lrs(len(losses)) if self._schedule is not None else \
+            float(self.optimizer.param_groups[0]["lr"])
+        self.history.append_steps(self.epoch, losses, lr, t_prev, now - self._t_start)
         # seconds per step, averaged over every committed window of the trainer (a single short
         # window, e.g. an epoch-end flush right after a timed one, would be far off)
         wall = now - self._last_commit_t
@@ -333,7 +345,8 @@ class LoopMixin:
             raise RuntimeError("call fit() or start() first: the task and loss are decided on the first batch")
         from ._metrics import MetricSet
         metrics = self._val_metrics if data is self.val_data else MetricSet(
-            self.task, {k: m.clone() for k, m in self._prepared.metrics.items()}, self.device)
+            self.task, {k: m.clone() for k, m in self._prepared.metrics.items()}, self.device,
+            self._prepared.threshold)
         metrics.reset()
         was_training = self.model.training
         self.model.eval()
@@ -345,7 +358,7 @@ class LoopMixin:
                         raise StopRun()
                     x, y = self._canonical(batch)
                     if self._custom_step is None:
-                        out = self.model(x)
+                        out = self._prepared.plan.forward(self.model, x)
                         loss = self._loss_fn(out, y)
                     else:
                         result = self._custom_step(self.model, x)

@@ -12,10 +12,15 @@ determination, torchmetrics ``R2Score``).
 from __future__ import annotations
 
 import math
-import torch
-import torchmetrics
 
-__all__ = ["MetricSet", "default_metrics", "HIGHER_IS_BETTER"]
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from ._targets import Notice, _last_leaf, loss_name
+
+__all__ = ["MetricSet", "default_metrics", "binary_threshold", "HIGHER_IS_BETTER"]
 
 HIGHER_IS_BETTER = {"accuracy": True, "accuracy_macro": True, "mae": False, "r2": True, "loss": False}
 
@@ -39,22 +44,50 @@ def default_metrics(task: str, width: int, macro: bool = False) -> dict[str, tor
     return {"mae": torchmetrics.MeanAbsoluteError(), "r2": torchmetrics.R2Score()}
 
 
-def canonical_predictions(task: str, output: torch.Tensor) -> torch.Tensor:
+def binary_threshold(model: nn.Module, loss_fn) -> tuple[float, Notice]:
+    """The threshold above which a binary output counts as class 1, and a notice saying why.
+
+    0.5 when the outputs are probabilities: the model's last layer is ``nn.Sigmoid``, or the loss
+    takes probabilities (``nn.BCELoss`` / ``F.binary_cross_entropy``); else 0 (logits, e.g. for
+    ``nn.BCEWithLogitsLoss``: ``sigmoid(z) > 0.5`` exactly when ``z > 0``). Thresholding
+    probabilities at 0 would count every sample as positive (case C29).
+
+    Returns:
+        ``(threshold, Notice("binary_threshold", ...))``.
+    """
+    name = loss_name(loss_fn) if loss_fn is not None else "BCEWithLogitsLoss"
+    sigmoid = isinstance(_last_leaf(model), nn.Sigmoid)
+    takes_probs = isinstance(loss_fn, nn.BCELoss) or loss_fn is F.binary_cross_entropy
+    if sigmoid or takes_probs:
+        why = "the model ends in nn.Sigmoid" if sigmoid else f"{name} takes probabilities"
+        return 0.5, Notice("binary_threshold", f"Binary accuracy counts an output > 0.5 as class 1: {why}, so the "
+                           "outputs are probabilities (thresholding them at 0 would count every sample as positive).")
+    return 0.0, Notice("binary_threshold", f"Binary accuracy counts an output > 0 as class 1: the model's outputs are "
+                       f"logits for {name} (sigmoid(logit) > 0.5 exactly when logit > 0).")
+
+
+def canonical_predictions(task: str, output: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """Predictions torchmetrics can take unambiguously: class indices ``(N,)`` for
-    multiclass (argmax of logits), 0/1 ints for binary (logit > 0, i.e. sigmoid > 0.5,
-    decided here rather than per batch by torchmetrics), and the raw values for regression."""
+    multiclass (argmax of logits, log-probabilities or probabilities alike), 0/1 ints ``(N,)``
+    for binary (output > ``threshold``: 0 for logits, 0.5 for probabilities; decided once
+    from the model and loss rather than per batch by torchmetrics), and the raw values
+    ``(N,)`` for regression."""
     if task == "multiclass":
         return output.argmax(1)
     if task == "binary":
-        return (output > 0).long().reshape(-1)
+        return (output > threshold).long().reshape(-1)
     return output.reshape(-1)
 
 
 class MetricSet:
-    """The metrics of one split. ``record`` is called per step, ``flush`` per refresh."""
+    """The metrics of one split. ``record`` is called per step, ``flush`` per refresh.
 
-    def __init__(self, task: str, metrics: dict[str, torchmetrics.Metric], device: torch.device) -> None:
-        self.task = task
+    ``threshold``: binary outputs above it count as class 1 (see :func:`binary_threshold`).
+    """
+
+    def __init__(self, task: str, metrics: dict[str, torchmetrics.Metric], device: torch.device,
+                 threshold: float = 0.0) -> None:
+        self.task, self.threshold = task, float(threshold)
         self.metrics = {name: m.to(device) for name, m in metrics.items()}
         self._updated = False
         self._preds: list[torch.Tensor] = []
@@ -80,7 +113,7 @@ class MetricSet:
             return
         outputs, targets = torch.cat(self._preds), torch.cat(self._targets)
         self._preds, self._targets = [], []
-        preds = canonical_predictions(self.task, outputs)
+        preds = canonical_predictions(self.task, outputs, self.threshold)
         if self.task != "multiclass":
             targets = targets.reshape(-1)
         if self.task == "binary":

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from . import data
-from ._metrics import default_metrics
+from ._inputs import move_to, plan_inputs, plan_output
+from ._metrics import binary_threshold, default_metrics
+from ._model_checks import BATCHNORM_TYPES, batchnorm_notice, no_parameters_message, unregistered_notice
 
 __all__ = ["resolve_device", "build_optimizer", "OPTIMIZERS", "Prepared", "prepare_first_batch",
            "move_to", "model_dtype"]
@@ -50,13 +52,22 @@ def build_optimizer(name: str | torch.optim.Optimizer, params: Any, lr: float | 
     """A named optimizer with the given settings, or the user's optimizer with the settings
     that were given explicitly (``None`` keeps the optimizer's own).
 
+    ``params`` is ``model.parameters()`` (or param groups), or the model itself: then a model
+    without registered parameters is reported with its cause (layers in a plain Python list).
     ``momentum`` is SGD/RMSprop momentum and the first beta of Adam/AdamW (default 0.9 there).
 
     Raises:
-        ValueError: an unknown optimizer name (the message lists the known ones).
+        ValueError: an unknown optimizer name (the message lists the known ones); a model with
+            no registered parameters (the message names the plain list / tensor attributes and
+            the fix, e.g. ``nn.ModuleList``), instead of torch's "optimizer got an empty
+            parameter list".
     """
     if isinstance(name, torch.optim.Optimizer):
         return name
+    if isinstance(params, nn.Module):
+        model, params = params, list(params.parameters())
+        if not params:
+            raise ValueError(no_parameters_message(model))
     key = str(name).lower()
     lr = 0.01 if lr is None else lr
     wd = weight_decay if weight_decay is not None else (0.01 if key == "adamw" else 0.0)
@@ -79,17 +90,6 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def move_to(obj: Any, device: torch.device) -> Any:
-    """Tensors in (nested) tuples, lists and dicts moved to ``device`` (non_blocking)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    return obj
-
-
 @dataclass
 class Prepared:
     """The outcome of the first-batch checks."""
@@ -103,6 +103,7 @@ class Prepared:
     width: int
     metrics: dict = field(default_factory=dict)
     notices: list = field(default_factory=list)
+    threshold: float = 0.0  # binary: outputs above it are class 1 (0 for logits, 0.5 for probabilities)
 
 
 def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device, *, task: str, loss: Any,
@@ -110,36 +111,55 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     """Fetch and check the first batch, decide task, loss, metrics and the per-batch plan.
 
     The model is called once under ``no_grad`` in eval mode (so BatchNorm statistics and
-    dropout are untouched) and its previous mode is restored.
+    dropout are untouched) and its previous mode is restored: with ``x`` for one tensor, or as
+    :func:`nnwidgets._inputs.plan_inputs` decides for a tuple/list/dict of tensors; an output
+    that is a tuple / dict / object with ``logits`` is reduced to one tensor
+    (:func:`nnwidgets._inputs.plan_output`). For a binary task the accuracy threshold is decided
+    from the last layer and the loss (:func:`nnwidgets._metrics.binary_threshold`).
 
     Raises:
-        data.DataError: ambiguous or wrong input; the message says what, where and the fix.
+        data.DataError: ambiguous or wrong input; the message says what, where and the fix
+            (e.g. ``input_call``, ``output_type``, ``target_dtype``).
     """
     loader, notices = data.safe_loader(train_data)
     batch, iterator = data.first_batch(loader, timeout_s=timeout_s)
+    notices += unregistered_notice(model)
     if custom_step:
         loss_fn = data.make_loss(loss, task if task != "auto" else "regression") if loss not in (None, "auto") else None
         return Prepared(loader, batch, iterator, task if task != "auto" else "custom", loss_fn, None, 0,
                         dict(metrics or {}), list(notices))
+    notices += batchnorm_notice(model, loader)
     x, y = data.split_batch(batch)
-    x, more = data.prepare_features(model, x, model_dtype(model))
+    dtype = model_dtype(model)
+    inputs, more = plan_inputs(model, x, dtype)
+    if inputs is None:
+        x, more = data.prepare_features(model, x, dtype)
     notices += more
-    x, y = move_to(x, device), move_to(y, device)
+    x = inputs.apply(x, device, False) if inputs is not None else move_to(x, device)
+    y = move_to(y, device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            output = model(x)
+            raw = model(x) if inputs is None else inputs.call_model(model, x)
     finally:
         model.train(was_training)
+    output, pick, more = plan_output(raw)
+    notices += more
     loss_given = None if loss in (None, "auto") else loss
     loss_probe = data.make_loss(loss_given, "regression") if loss_given is not None else None
     task, more = data.resolve_task(task, loss_probe, output, y)
     notices += more
     loss_fn = data.make_loss(loss_given, task)
-    plan = data.plan_batches(model, x, y, output, task, loss_fn, model_dtype(model))
+    plan = data.plan_batches(model, x, y, output, task, loss_fn, dtype)
+    plan.inputs, plan.pick = inputs, pick
+    plan.norms = [m for m in model.modules() if isinstance(m, BATCHNORM_TYPES)] or None
     notices += plan.notices
+    threshold = 0.0
+    if task == "binary":
+        threshold, note = binary_threshold(model, loss_fn)
+        notices.append(note)
     width = data.output_width(output, y)
     chosen = dict(metrics) if metrics else default_metrics(task, width, macro)
     data.check_num_classes(chosen, width)
-    return Prepared(loader, batch, iterator, task, loss_fn, plan, width, chosen, list(notices))
+    return Prepared(loader, batch, iterator, task, loss_fn, plan, width, chosen, list(notices), threshold)

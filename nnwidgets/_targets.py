@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._labels import target_type_message
+
 __all__ = ["DataError", "Notice", "TASKS", "LOSS_NAMES", "resolve_task", "plan_targets",
            "apply_target_ops", "output_width", "loss_name"]
 
@@ -141,8 +143,7 @@ def resolve_task(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor) -> t
     if from_loss is not None:
         return from_loss, []
     if not isinstance(y, torch.Tensor):
-        raise DataError(f"Targets must be a torch.Tensor, got {type(y).__name__}. Fix: y = torch.as_tensor(y).",
-                        "target_dtype")
+        raise DataError(target_type_message(y), "target_dtype")
     width = output_width(output, y)
     binary = y.numel() > 0 and not y.is_complex() and bool(((y == 0) | (y == 1)).all())
     if width > 1 and _is_label_shaped(output, y) and _whole(y):
@@ -192,9 +193,7 @@ def plan_targets(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor, mode
         DataError: see :func:`nnwidgets.data.plan_batches` for the codes.
     """
     if not isinstance(y, torch.Tensor) or y.is_complex():
-        found = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
-        raise DataError(f"Targets must be a real-valued torch.Tensor, got {found}. Expected int64 class labels "
-                        "or float32 values; fix: y = torch.as_tensor(y).", "target_dtype")
+        raise DataError(target_type_message(y), "target_dtype")
     ops: list[tuple[str, object]] = []
     notices = (_multiclass if task == "multiclass" else _float_target)(task, loss_fn, output, y, ops, model)
     return tuple(ops), notices
@@ -222,13 +221,15 @@ def _multiclass(task, loss_fn, output, y, ops, model) -> list[Notice]:
             f"{name} needs one output per class, but the model output {_shape(output)} has 1 value per sample "
             "(the loss would always be 0). Make the last layer output C values (nn.Linear(..., C)), or for "
             "two classes use nn.BCEWithLogitsLoss() with 1 output.", "output_width")
-    found = _shape(y)
+    found, was = _shape(y), y.dtype
     if _is_one_hot(output, y):
+        if y.dtype == torch.bool:  # pd.get_dummies (pandas >= 2) gives bool columns; argmax takes no bool
+            ops.append(("to", torch.int64))
         ops.append(("argmax", 1))
-        y = y.argmax(1)
-        notices.append(Notice("onehot_target", f"Targets {found} are one-hot rows over {width} classes; converted "
+        y = y.long().argmax(1)
+        notices.append(Notice("onehot_target", f"Targets {found} {was} are one-hot rows over {width} classes; converted "
                               f"to class indices {_shape(y)} int64 (accuracy is wrong on one-hot targets). "
-                              "Fix in PyTorch: y = y.argmax(dim=1)."))
+                              "Fix in PyTorch: y = y.argmax(dim=1) (from pd.get_dummies: pd.factorize(df[col])[0])."))
     elif y.shape == output.shape and y.is_floating_point():
         raise DataError(f"Targets {found} {y.dtype} have the output's shape but are not one-hot (soft labels / "
                         f"probabilities). Expected int64 class indices of shape {_shape(output[:, 0])}. "

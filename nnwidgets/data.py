@@ -15,23 +15,28 @@ batch, and replays the decided operations on every batch through
     plan = plan_batches(model, x, y, output, task, loss_fn, model_dtype)
     x, y = plan.apply(x, y)                             # every batch, incl. the first
 
+Inputs that are a tuple/list/dict of tensors, and outputs that are not one tensor, are planned
+by :mod:`nnwidgets._inputs` and replayed by ``plan.apply(x, y, device)`` / ``plan.forward(model, x)``.
+
 Notice codes: ``cast_features``, ``labels_to_int64``, ``squeeze_target``,
 ``onehot_target``, ``reshape_target``, ``cast_target``, ``softmax_before_ce``,
-``softmax_before_nll``, ``sigmoid_before_bce``, ``task_inferred``, ``workers_fallback``.
+``softmax_before_nll``, ``sigmoid_before_bce``, ``task_inferred``, ``workers_fallback``;
+from the Trainer also ``inputs_call``, ``output_tuple``, ``output_logits``, ``binary_threshold``,
+``unregistered_layers``, ``batchnorm_last_batch``, ``batch_skipped``, ``scheduler``.
 """
 from __future__ import annotations
 
 import multiprocessing
 import sys
 import threading
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from nnwidgets._targets import (_DEFAULT_LOSS, LOSS_NAMES, TASKS, DataError, Notice, _loss_key,
-                                apply_target_ops, output_width, plan_targets, resolve_task)
+from nnwidgets._plan import BatchPlan, plan_batches, prepare_features
+from nnwidgets._targets import (_DEFAULT_LOSS, LOSS_NAMES, TASKS, DataError, Notice, _loss_key, output_width,
+                                resolve_task)
 
 __all__ = ["DataError", "Notice", "BatchPlan", "TASKS", "LOSS_NAMES", "split_batch", "resolve_task",
            "make_loss", "prepare_features", "plan_batches", "check_num_classes", "output_width",
@@ -128,125 +133,6 @@ def check_num_classes(metrics, width: int) -> None:
             raise DataError(f"Metric {label} has num_classes={n}, but the model outputs {width} values per "
                             f"sample (output width {width}). Use {kind}(num_classes={width}), or make the last "
                             f"layer output {n} values (nn.Linear(..., {n})).", "num_classes_mismatch")
-
-
-def _param_dtype(model: nn.Module, model_dtype: torch.dtype | None) -> torch.dtype:
-    if model_dtype is not None:
-        return model_dtype
-    p = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
-
-
-def prepare_features(model: nn.Module, x, model_dtype: torch.dtype | None = None):
-    """Cast integer / float64 features to the model's dtype, before the first forward.
-
-    Args:
-        model: The model; its first floating parameter gives the dtype when
-            ``model_dtype`` is None.
-        x: Features, e.g. ``(N, F)`` int64 from ``df.values``. Non-tensors
-            (dicts, tuples of inputs) pass through unchecked; integer ids stay
-            integer when the model has an ``nn.Embedding``.
-        model_dtype: Parameter dtype, e.g. ``torch.float32``.
-
-    Returns:
-        ``(x, notices)``; a ``cast_features`` notice when a cast was done.
-
-    Raises:
-        DataError: ``feature_dtype`` for bool/complex features;
-            ``nonfinite_features`` for NaN/inf in the first batch.
-    """
-    if not isinstance(x, torch.Tensor):
-        return x, []
-    want = _param_dtype(model, model_dtype)
-    if x.dtype == torch.bool or x.is_complex():
-        raise DataError(f"Features have dtype {x.dtype}, shape {list(x.shape)}; the model expects {want}. "
-                        f"Fix: x = x.to({want}) (or torch.tensor(df.values, dtype={want})).", "feature_dtype")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = (~torch.isfinite(x)).sum().item()
-        cols = (~torch.isfinite(x)).any(0).nonzero().flatten()[:8].tolist() if x.dim() == 2 else []
-        raise DataError(f"The first feature batch contains {bad} NaN/inf values" + (f" (columns {cols})" if cols
-                        else "") + "; the loss would be NaN from step 1. Fix: df.dropna() or df.fillna(...) "
-                        "before building tensors.", "nonfinite_features")
-    if x.dtype == want or (not x.is_floating_point() and any(
-            isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())):
-        return x, []  # integer token ids for an embedding stay integer
-    notice = Notice("cast_features", f"Features are {x.dtype} but the model's parameters are {want} "
-                    f"(nn.Linear would fail with 'mat1 and mat2 must have the same dtype'); cast them to {want} "
-                    f"on every batch. Fix in PyTorch: x = x.float(), or torch.tensor(df.values, dtype={want}).")
-    return x.to(want), [notice]
-
-
-@dataclass(slots=True)
-class BatchPlan:
-    """Operations decided on the first batch, replayed cheaply on every batch.
-
-    Attributes:
-        notices: What was fixed (list of :class:`Notice`), for ``History.events``.
-        x_dtype: Feature dtype to cast to (None: features are not tensors).
-        y_ops: Target operations, ``(name, arg)`` pairs (``argmax``, ``squeeze``,
-            ``reshape`` to a tail shape, ``to`` a dtype); relative to the batch
-            size, so the last, smaller batch works too.
-    """
-
-    notices: list
-    x_dtype: torch.dtype | None
-    y_ops: tuple
-
-    def apply(self, x, y):
-        """Return ``(x, y)`` canonicalised: features cast, targets reshaped / cast.
-
-        No checks and no host sync: a dtype comparison plus the planned ops.
-        """
-        if self.x_dtype is not None and x.dtype != self.x_dtype:
-            x = x.to(self.x_dtype)
-        if self.y_ops:
-            y = apply_target_ops(y, self.y_ops)
-        return x, y
-
-
-def plan_batches(model: nn.Module, x, y, output: torch.Tensor, task: str, loss_fn,
-                 model_dtype: torch.dtype | None = None) -> BatchPlan:
-    """Check the first batch against the model output and loss; plan the per-batch fixes.
-
-    Args:
-        model: The model (its dtype, its last layer).
-        x: First feature batch, raw or as returned by :func:`prepare_features`.
-        y: First target batch as loaded.
-        output: ``model(x)`` on the first batch (under ``no_grad``), e.g. ``(N, C)``.
-        task: ``"multiclass"``, ``"binary"``, ``"regression"`` or ``"auto"``.
-        loss_fn: The loss from :func:`make_loss` (None: the task's default).
-        model_dtype: Parameter dtype; None reads it from the model.
-
-    Returns:
-        A :class:`BatchPlan`; its ``notices`` do not repeat those of
-        :func:`prepare_features` (nor of :func:`resolve_task` unless task is "auto").
-
-    Raises:
-        DataError: ``batch_size_mismatch``, ``feature_dtype``, ``nonfinite_features``, ``output_width``,
-            ``target_shape``, ``target_dtype``, ``fractional_labels``, ``soft_targets``, ``negative_labels``,
-            ``labels_one_based``, ``labels_out_of_range``, ``binary_target_values``,
-            ``bce_needs_probabilities``, ``nonfinite_target``, ``loss_failed``.
-    """
-    x_fixed, _ = prepare_features(model, x, model_dtype)  # its notice is the engine's to record
-    notices: list[Notice] = []
-    if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dim() and y.dim() and len(x) != len(y):
-        raise DataError(f"Features and targets disagree on the batch size: x has {x.shape[0]} rows "
-                        f"{list(x.shape)}, y has {y.shape[0]} {list(y.shape)}. Build the dataset from "
-                        "matching rows, e.g. TensorDataset(X, y) with len(X) == len(y).", "batch_size_mismatch")
-    if task == "auto":
-        task, more = resolve_task(task, loss_fn, output, y)
-        notices += more
-    y_ops, more = plan_targets(task, loss_fn, output, y, model)
-    notices += more
-    plan = BatchPlan(notices, x_fixed.dtype if isinstance(x_fixed, torch.Tensor) else None, y_ops)
-    y_fixed = apply_target_ops(y, y_ops)
-    try:
-        with torch.no_grad():
-            (loss_fn or make_loss("auto", task))(output, y_fixed.to(output.device))
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise DataError(f"The loss failed on the first batch (output {list(output.shape)} {output.dtype}, target "
-                        f"{list(y_fixed.shape)} {y_fixed.dtype}): {e}", "loss_failed") from e
-    return plan
 
 
 def _start_method(loader: DataLoader) -> str:

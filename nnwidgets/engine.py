@@ -20,6 +20,7 @@ from . import hyperparams as hp
 from ._errors import explain
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
+from ._schedule import SchedulePlan, check_scheduler, lr_set_message
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
 from ._speed import Speed, SpeedMeter
 from ._threads import ThreadTuner
@@ -61,7 +62,11 @@ class Trainer(LoopMixin):
         metrics: optional ``{name: torchmetrics.Metric}`` replacing the defaults (accuracy for
             classification; MAE and R² for regression).
         macro: also report ``accuracy_macro`` (per-class mean) for multiclass.
-        scheduler: optional LR scheduler, stepped once per epoch.
+        scheduler: optional LR scheduler built on the Trainer's optimizer. OneCycleLR / CyclicLR,
+            and one whose ``T_max`` / ``total_iters`` equals steps per epoch x epochs, are stepped
+            after every optimizer step; ReduceLROnPlateau once per epoch with the validation loss
+            (training loss without validation data); others once per epoch (a notice says which;
+            rule in :mod:`nnwidgets._schedule`).
         grad_stats: record per-layer gradient norms and log10|g| histograms.
         grad_every: ``"auto"`` (sample as often as costs ≤ 2 % of step time) or every n steps.
         flush_interval_s: seconds between fetches of the buffered losses (default 0.1).
@@ -71,11 +76,14 @@ class Trainer(LoopMixin):
             30 s; the choice is a notice), a count ``n >= 1``, or ``None`` (leave torch's setting).
             The count the loop's thread had is put back when a run ends. See
             :mod:`nnwidgets._threads` for why and the measurements.
+        scheduler_interval: ``"auto"`` (the rule under ``scheduler``), ``"step"`` or ``"epoch"``.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module`` or ``train_data`` is not iterable.
-        ValueError: unknown optimizer/device name, a setting out of range, or ``dropout`` for a
-            model without dropout layers.
+        ValueError: unknown optimizer/device name, a setting out of range, ``dropout`` for a
+            model without dropout layers, a model without registered parameters (layers in a
+            plain Python list: the message names it and the fix, ``nn.ModuleList``), or a
+            scheduler bound to another optimizer.
 
     Example:
         >>> trainer = Trainer(model, loader, epochs=5, lr=0.05, momentum=0.9)  # doctest: +SKIP
@@ -90,7 +98,7 @@ class Trainer(LoopMixin):
                  step: Callable[..., Any] | None = None, metrics: dict | None = None, macro: bool = False,
                  scheduler: Any = None, grad_stats: bool = True, grad_every: int | str = "auto",
                  flush_interval_s: float = 0.1, first_batch_timeout_s: float = 60.0,
-                 threads: int | str | None = "auto") -> None:
+                 threads: int | str | None = "auto", scheduler_interval: str = "auto") -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         for name, d in (("train_data", train_data), ("val_data", val_data)):
@@ -122,7 +130,9 @@ class Trainer(LoopMixin):
                 raise ValueError(f"{name} must be a finite number{' > 0' if name == 'lr' else ' >= 0'}, got {v!r}")
         if momentum is not None and momentum >= 1:  # as set(): SGD accepts it and diverges
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.optimizer = build_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+        self.optimizer = build_optimizer(optimizer, model, lr, momentum, weight_decay)
+        check_scheduler(scheduler, scheduler_interval, self.optimizer)
+        self._scheduler_interval = scheduler_interval
         if isinstance(optimizer, torch.optim.Optimizer):
             given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
             hp.apply_settings({k: hp.validate_setting(k, v, self.optimizer, model) for k, v in given.items()},
@@ -507,8 +517,14 @@ class Trainer(LoopMixin):
         self._prepared, self._loss_fn = prep, prep.loss_fn
         if prep.loader is not self.train_data:
             self.train_data = prep.loader
-        self._train_metrics = MetricSet(prep.task, prep.metrics, self.device)
-        self._val_metrics = MetricSet(prep.task, {k: m.clone() for k, m in prep.metrics.items()}, self.device)
+        self._train_metrics = MetricSet(prep.task, prep.metrics, self.device, prep.threshold)
+        self._val_metrics = MetricSet(prep.task, {k: m.clone() for k, m in prep.metrics.items()}, self.device,
+                                      prep.threshold)
+        if self.scheduler is not None:
+            self._schedule = SchedulePlan(self.scheduler, self.optimizer, self._scheduler_interval,
+                                          self.steps_per_epoch, self._target_epochs, self.val_data is not None)
+            self._per_step = self._schedule.per_step
+            prep.notices += self._schedule.notices
         for n in prep.notices:
             self._record("notice", name=n.code, message=n.message)
         self._make_probe()
@@ -556,8 +572,10 @@ class Trainer(LoopMixin):
     def _apply_pending(self) -> None:
         changes = self._pending.take()
         for name, old, new in hp.apply_settings(changes, self.optimizer, self.model, self.scheduler):
-            self._record("setting", name=name, old=old, new=new, message=f"{name} changed from {old:g} to {new:g}"
-                         if old is not None else f"{name} set to {new:g}")
+            message = f"{name} changed from {old:g} to {new:g}" if old is not None else f"{name} set to {new:g}"
+            if name == "lr" and self.scheduler is not None:
+                message += "; " + lr_set_message(self.scheduler, new)
+            self._record("setting", name=name, old=old, new=new, message=message)
             self._bus.fire(Event.SETTING_CHANGED, self, name=name, old=old, new=new)
         frozen, self._freeze_pending = self._freeze_pending, {}
         modules = dict(self.model.named_modules())

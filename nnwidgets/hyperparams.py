@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._schedule import retarget
+
 __all__ = ["SETTINGS", "DROPOUT_TYPES", "PendingSettings", "read_settings", "apply_settings",
            "dropout_modules", "validate_setting"]
 
@@ -89,9 +91,11 @@ def read_settings(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict[st
 
 def apply_settings(changes: dict[str, float], optimizer: torch.optim.Optimizer, model: nn.Module,
                    scheduler: Any = None) -> list[tuple[str, float | None, float]]:
-    """Write ``changes`` into every param group (and a scheduler's base values) and every
+    """Write ``changes`` into every param group (and a scheduler's base values, or the cycle of
+    OneCycleLR / CyclicLR scaled to the new lr: :func:`nnwidgets._schedule.retarget`) and every
     dropout module. Returns ``(name, old, new)`` for each setting that really changed."""
     before = read_settings(optimizer, model)
+    old_lrs = [g["lr"] for g in optimizer.param_groups]
     for name, v in changes.items():
         if name == "dropout":
             for m in dropout_modules(model):
@@ -102,10 +106,8 @@ def apply_settings(changes: dict[str, float], optimizer: torch.optim.Optimizer, 
                 g["betas"] = (v, g["betas"][1])
             else:
                 g[name] = v
-            if name == "lr" and "initial_lr" in g:
-                g["initial_lr"] = v
-        if name == "lr" and scheduler is not None and hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs = [v for _ in scheduler.base_lrs]
+        if name == "lr":
+            retarget(scheduler, optimizer, old_lrs, v)
     after = read_settings(optimizer, model)
     return [(k, before[k], after[k]) for k in changes if before[k] != after[k]]
 
