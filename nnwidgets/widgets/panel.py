@@ -10,10 +10,10 @@ Each tab is a view (``.widget`` to show, ``refresh(trainer)`` to update); ``pane
 list of ``(title, view)`` and :meth:`TrainingPanel.add_tab` appends one. The Network tab is added
 for every model, the Decision boundary tab when the training features have 2 columns.
 
-The updater thread (a daemon, started by the constructor) calls ``refresh`` of the status, the
-controls and the tab shown (hidden tabs cost nothing; selecting one wakes the thread) under
-``hold_sync()`` at most once per ``update_interval_s`` (≥ 0.2 s, so ≤ 5 Hz) while the run is
-running. In any other state it checks a cheap signature (state, step, events, settings, frozen
+The updater thread (a daemon, started by the constructor) calls ``refresh`` of the status and the
+controls under ``hold_sync()`` at most once per ``update_interval_s`` (≥ 0.2 s, so ≤ 5 Hz), and
+of the tab shown at most once per ``view_interval_s`` (1 s), while the run is running; hidden
+tabs cost nothing (selecting one wakes the thread). In any other state it checks a cheap signature (state, step, events, settings, frozen
 layers) once per ``IDLE_INTERVAL_S`` and refreshes only when something changed, so a finished
 run gets one final refresh and then costs almost nothing. A button click wakes it early
 (still throttled). An exception raised by a view is written once into the notices box; the
@@ -37,9 +37,10 @@ from .network import NetworkView
 from .parameters import ParametersView
 from .status import StatusView
 
-__all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "IDLE_INTERVAL_S"]
+__all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S"]
 
 MIN_INTERVAL_S = 0.2   # ≤ 5 refreshes per second
+VIEW_INTERVAL_S = 1.0  # the tab shown: ≤ 1 refresh per second while running
 IDLE_INTERVAL_S = 1.0  # signature checks while nothing runs
 _SHARE_WINDOW_S = 5.0
 
@@ -70,7 +71,11 @@ class TrainingPanel(w.VBox):
 
     Args:
         trainer: the Trainer to show and steer.
-        update_interval_s: seconds between refreshes while running (≥ 0.2).
+        update_interval_s: seconds between refreshes of the status and controls while running (≥ 0.2).
+        view_interval_s: seconds between refreshes of the tab shown while running (≥
+            ``update_interval_s``; default 1.0). Each chart update costs the training thread time
+            (the GIL, serialising, the browser drawing on the same cores), so the tabs update less
+            often than the status line; a click, a tab change and the end of a run refresh at once.
         charts, gradients, parameters: include the Training charts, Gradients and
             Parameters tabs.
 
@@ -80,20 +85,23 @@ class TrainingPanel(w.VBox):
         tab: the ``ipywidgets.Tab``. refreshes: number of refreshes done so far.
 
     Raises:
-        ValueError: ``update_interval_s`` < 0.2.
+        ValueError: ``update_interval_s`` < 0.2 or ``view_interval_s`` < ``update_interval_s``.
 
     Example:
         >>> p = TrainingPanel(Trainer(model, loader, epochs=20))   # doctest: +SKIP
         >>> p                                                      # shows it; press Start  # doctest: +SKIP
     """
 
-    def __init__(self, trainer: Any, *, update_interval_s: float = 0.2, charts: bool = True,
-                 gradients: bool = True, parameters: bool = True) -> None:
+    def __init__(self, trainer: Any, *, update_interval_s: float = 0.2, view_interval_s: float = VIEW_INTERVAL_S,
+                 charts: bool = True, gradients: bool = True, parameters: bool = True) -> None:
         if not update_interval_s >= MIN_INTERVAL_S:
             raise ValueError(f"update_interval_s must be >= {MIN_INTERVAL_S} s (at most 5 refreshes per "
                              f"second), got {update_interval_s!r}")
+        if not view_interval_s >= update_interval_s:
+            raise ValueError(f"view_interval_s must be >= update_interval_s ({update_interval_s} s), "
+                             f"got {view_interval_s!r}")
         self.trainer = trainer
-        self.update_interval_s = float(update_interval_s)
+        self.update_interval_s, self.view_interval_s = float(update_interval_s), float(view_interval_s)
         self.refreshes = 0
         self.views: list[tuple[str, Any]] = []
         self._failed_views: set[tuple[str, str]] = set()
@@ -138,7 +146,7 @@ class TrainingPanel(w.VBox):
                 id(t.optimizer), str(t.device), tuple(p.requires_grad for p in t.model.parameters()))
 
     def _run(self) -> None:
-        last_sig, last_refresh = None, -float("inf")
+        last_sig, last_refresh, last_views = None, -float("inf"), -float("inf")
         tick = (time.perf_counter(), time.thread_time())
         while not self._closed.is_set():
             kicked = self._wake.is_set()
@@ -148,8 +156,11 @@ class TrainingPanel(w.VBox):
                 running = self.trainer.state == "running"
                 sig = None if running else self._signature()
                 if running or kicked or sig != last_sig:
-                    self.refresh()
+                    now = time.perf_counter()
+                    views = kicked or not running or now - last_views >= self.view_interval_s - 1e-3
+                    self.refresh(views=views)
                     last_refresh = time.perf_counter()
+                    last_views = now if views else last_views
                     last_sig = None if running else self._signature()
             except Exception as e:  # noqa: BLE001 - the thread must outlive any error
                 self._log_once("panel", e)
@@ -191,12 +202,13 @@ class TrainingPanel(w.VBox):
         i = self.tab.selected_index
         return [self.views[i]] if i is not None and 0 <= i < len(self.views) else []
 
-    def refresh(self, every_tab: bool = False) -> None:
+    def refresh(self, every_tab: bool = False, views: bool = True) -> None:
         """Refresh the status, the controls and the tab shown (the updater thread calls this;
         safe to call by hand). Hidden tabs cost nothing: a tab catches up from the history when
-        it is selected (the selection wakes the updater). ``every_tab=True`` refreshes all."""
+        it is selected (the selection wakes the updater). ``every_tab=True`` refreshes all tabs,
+        ``views=False`` none."""
         t = self.trainer
-        views = self.views if every_tab else self.visible_views()
+        views = (self.views if every_tab else self.visible_views()) if views else []
         with self.hold_sync():
             for title, view in [("Status", self.status), ("Controls", self.controls)] + views:
                 try:

@@ -101,9 +101,29 @@ def test_update_interval_below_0_2_s_is_refused():
         TrainingPanel(Trainer(mlp(), loader(), device="cpu"), update_interval_s=0.1)
 
 
-def test_refresh_rate_is_at_most_5_hz_while_running(make):
+def test_tab_refreshes_at_1_hz_and_status_at_5_hz_while_running(make):
     t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
     p = make(t, charts=False, gradients=False, parameters=False)
+    view = CountingView()
+    p.add_tab("count", view)
+    p.tab.selected_index = len(p.views) - 1
+    t.start()
+    assert wait_for(lambda: t.step > 5, 10)
+    n0, start = p.refreshes, time.perf_counter()
+    time.sleep(3.0)
+    window = [x for x in view.times if start <= x <= start + 3.0]
+    assert 2 <= len(window) <= 4                     # the tab shown: <= 1 Hz (VIEW_INTERVAL_S)
+    assert 10 <= p.refreshes - n0 <= 16              # status and controls: <= 5 Hz
+    n = len(view.times)
+    p.controls.pause_button.click()                  # a click refreshes the tab at once
+    assert wait_for(lambda: len(view.times) > n, 0.5)
+    with pytest.raises(ValueError, match=r"view_interval_s must be >= update_interval_s \(0.5 s\), got 0.3"):
+        TrainingPanel(t, update_interval_s=0.5, view_interval_s=0.3)
+
+
+def test_refresh_rate_is_at_most_5_hz_while_running(make):
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu")
+    p = make(t, charts=False, gradients=False, parameters=False, view_interval_s=0.2)
     view = CountingView()
     p.add_tab("count", view)
     p.tab.selected_index = len(p.views) - 1
