@@ -88,7 +88,7 @@ class History:
         c["epoch"][n:n + k] = epoch
         c["loss"][n:n + k] = losses
         c["lr"][n:n + k] = lr
-        c["time_s"][n:n + k] = np.linspace(t0, t1, k + 1, dtype=np.float64)[1:]
+        c["time_s"][n:n + k] = t0 + (t1 - t0) / k * np.arange(1, k + 1)  # = linspace(t0, t1, k + 1)[1:], 5x cheaper
         self._n = n + k
 
     def truncate_steps(self, n_steps: int) -> None:
