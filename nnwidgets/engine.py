@@ -403,8 +403,12 @@ class Trainer(LoopMixin):
         model and optimizer state dicts, epoch, step, settings and the history as plain
         numbers. Returns the path.
 
+        The file is written under a temporary name and renamed into place: a save that fails
+        leaves an earlier checkpoint at ``path`` intact.
+
         Raises:
             RuntimeError: while running (pause or stop first).
+            nnwidgets.checkpoint.CheckpointError: ``path`` is a folder or cannot be written.
         """
         from .checkpoint import save_checkpoint
         with self._ctl:
@@ -415,13 +419,18 @@ class Trainer(LoopMixin):
         """A Trainer for ``model`` continuing from the checkpoint at ``path`` (weights,
         optimizer state when the optimizer kind matches, epoch/step counters, history).
 
+        The whole file is checked (structure, history, every weight's key and shape against
+        ``model``) before ``model`` is touched: a checkpoint that does not fit leaves it as it was.
+
         Raises:
-            nnwidgets.checkpoint.CheckpointError: the file is not a safe nnwidgets checkpoint
-                (never retried with ``weights_only=False``).
+            nnwidgets.checkpoint.CheckpointError: the file is missing, damaged, truncated, not a
+                safe nnwidgets checkpoint (never retried with ``weights_only=False``), or does
+                not fit ``model`` (see :func:`nnwidgets.checkpoint.load_checkpoint`).
         """
         from .checkpoint import load_checkpoint, restore
+        ck = load_checkpoint(path, map_location=resolve_device(kwargs.get("device", "auto")), model=model)
         trainer = cls(model, train_data, val_data, **kwargs)
-        restore(trainer, load_checkpoint(path, map_location=trainer.device))
+        restore(trainer, ck, path)
         return trainer
 
     def on(self, event: Event | str, handler: Callable[..., Any], every: int = 1) -> RemovableHandle:
