@@ -18,6 +18,7 @@ from torch import nn
 
 from . import hyperparams as hp
 from ._errors import explain
+from ._interrupt import InterruptGuard
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
 from ._schedule import SchedulePlan, check_scheduler, lr_set_message
@@ -143,6 +144,7 @@ class Trainer(LoopMixin):
         self.history = History()
         self._bus = EventBus()
         self._ctl = threading.Condition()
+        self._guard = InterruptGuard(on_defer=lambda: setattr(self, "_attention", True))
         self._pending = hp.PendingSettings()
         self._freeze_pending: dict[str, bool] = {}
         self._state, self.error, self._thread = "idle", None, None
@@ -235,13 +237,23 @@ class Trainer(LoopMixin):
             Exception: an error in the model, loss or data is re-raised after the run was
                 marked failed; the history and the last completed step are kept. A class
                 label out of range in a later batch becomes a ``DataError`` naming the fix.
+            KeyboardInterrupt: only for a Ctrl-C that arrived after the last step, raised once
+                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped",
+                ``fit()`` returns): weights, ``step`` and the history always agree, and
+                ``fit()`` continues from there (see :mod:`nnwidgets._interrupt`).
 
         Warns:
             RuntimeWarning: the loss became non-finite; the run is paused (``fit()`` again
                 or ``resume()`` continues, e.g. after ``set(lr=...)``).
         """
-        self._begin(epochs, background=False)
-        self._run()
+        installed = self._guard.install()
+        try:
+            self._begin(epochs, background=False)
+            self._run()
+        finally:
+            late = self._guard.uninstall() if installed else False
+        if late:
+            raise KeyboardInterrupt
         if self._state == "failed" and self.error is not None:
             raise self.error
         last = self.history.event_records[-2:]
@@ -476,12 +488,16 @@ class Trainer(LoopMixin):
             self._bus.fire(Event.FIT_STARTED, self, epoch=self.epoch, step=self.step)
             self._run_epochs()
         except StopRun:
+            self._guard.open = False
             ending, message = "stopped", f"stopped at epoch {self.epoch}, step {self.step}"
         except PauseRun:
+            self._guard.open = False
             ending, message = "paused", f"paused at epoch {self.epoch}, step {self.step}"
         except KeyboardInterrupt:
+            self._guard.open = False
             ending, message = "stopped", f"interrupted at epoch {self.epoch}, step {self.step}"
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
+            self._guard.open = False
             e = explain(e, self._phase, self.epoch, self.step,
                         self._prepared.width if self._prepared is not None else None)
             ending, self.error = "failed", e
@@ -492,6 +508,7 @@ class Trainer(LoopMixin):
         self._finish(ending, message)
 
     def _finish(self, ending: str, message: str) -> None:
+        self._guard.open = False
         try:
             self._flush()
             last = self.history.gradient_norms()[0][-1:]
@@ -518,9 +535,11 @@ class Trainer(LoopMixin):
 
     def _prepare(self) -> None:
         self._phase = "checking the first batch"
+        self._guard.enter()  # an interrupt here leaves nothing half-built
         prep = prepare_first_batch(self.model, self.train_data, self.device, task=self._task_arg,
                                    loss=self._loss_arg, metrics=self._metrics_arg, macro=self._macro,
                                    custom_step=self._custom_step is not None, timeout_s=self.first_batch_timeout_s)
+        self._guard.open = False
         if isinstance(prep.loss_fn, nn.Module):
             prep.loss_fn.to(self.device)
         self._prepared, self._loss_fn = prep, prep.loss_fn
@@ -546,6 +565,7 @@ class Trainer(LoopMixin):
 
     def _attend(self) -> None:
         """Everything requested from other threads, handled at a step boundary."""
+        self._guard.check()  # a Ctrl-C deferred during the last step (fit() on the main thread)
         with self._ctl:
             self._attention = False
             if self._pending or self._freeze_pending:
