@@ -331,7 +331,8 @@ class Trainer(LoopMixin):
         """Change ``lr``, ``momentum``, ``weight_decay`` and/or ``dropout`` from any thread.
 
         Applied to every param group (and a scheduler's base learning rates) before the
-        next optimizer step; each change is recorded in ``history.events``.
+        next optimizer step, or when the run ends if no step follows (e.g. a change made
+        during the last validation); each change is recorded in ``history.events``.
 
         Raises:
             ValueError: unknown name, value out of range, or a setting the optimizer/model lacks.
@@ -347,7 +348,8 @@ class Trainer(LoopMixin):
 
     def freeze(self, layer: str, frozen: bool = True) -> None:
         """Freeze (``requires_grad=False``) or unfreeze the parameters of module ``layer``
-        (a name from :func:`nnwidgets.summary`) from the next step on.
+        (a name from :func:`nnwidgets.summary`) from the next step on (or when the run ends,
+        if no step follows).
 
         Raises:
             KeyError: no module of that name.
@@ -522,8 +524,10 @@ class Trainer(LoopMixin):
         self._tuner.end()
         self._run_wall = time.perf_counter() - self._t_start
         kind = "error" if ending == "failed" else "state"
-        self._record(kind, name=ending, new=ending, message=message)
         with self._ctl:
+            if self._pending or self._freeze_pending:  # a set()/freeze() after the last step (e.g. in validation)
+                self._apply_pending()
+            self._record(kind, name=ending, new=ending, message=message)
             self._loop_active = False
             self._set_state(ending)
             self._ctl.notify_all()
