@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import weakref
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -93,33 +92,14 @@ def _display_panel(panel: Any) -> None:
     display(shown)
 
 
-def _stop(trainer: Any) -> None:
-    if getattr(trainer, "state", None) in ("running", "paused"):
-        trainer.stop()
-        trainer.wait(10)
-
-
-def _retire_previous(panels: Any, user_ns: dict, name: str | None, model: Any) -> None:
-    """Make room for a new run: a panel that ``--name`` rebinds (a re-run cell) is stopped and
-    closed (its updater thread ends); any other run of the same model object is stopped, so
-    two threads never train one model."""
-    old = user_ns.get(name) if name else None
-    if old is not None and old in panels:
-        _stop(old.trainer)
-        old.close()
-        panels.discard(old)
-    for other in list(panels):
-        if other.trainer.model is model:
-            _stop(other.trainer)
-
-
 @magics_class
 class TrainMagics(Magics):
     """IPython magics of nnwidgets (one instance per shell; it remembers the panels it made)."""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
-        self._panels: weakref.WeakSet = weakref.WeakSet()
+        from ._reruns import Runs
+        self._runs = Runs()
 
     @magic_arguments("%train")  # usage line reads "%%train ..."
     @argument("model", help="name of the torch.nn.Module to train")
@@ -156,8 +136,10 @@ class TrainMagics(Magics):
         nnwidgets.Trainer is built from the options, its TrainingPanel is shown, and
         training starts in a background thread: the cell returns at once and the panel's
         sliders (learning rate, momentum, weight decay, dropout) change the running loop.
-        Re-running a cell with --name stops and closes the panel bound to that name, and a
-        still-running earlier run of the same model object is stopped. IPython refuses a
+        Re-running a cell stops its earlier run and closes that panel (a cell is known by the
+        notebook's cell id, else by --name, else by the model's variable name); an earlier run
+        of the same model object in another cell is stopped and its panel's buttons turned
+        off. The new panel's notices say so. IPython refuses a
         %%train cell without a body: write the line as %train (single %) instead.
 
         With --wait (or the environment variable NNWIDGETS_WAIT=1, for Run All and
@@ -192,7 +174,9 @@ class TrainMagics(Magics):
             val_data = _lookup(ns, args.val, "--val")
             _check_loader(val_data, args.val, "--val")
         loss = _resolve_loss(ns, args.loss)
-        _retire_previous(self._panels, ns, args.name, model)
+        from ._reruns import cell_key, note
+        key = cell_key(shell, args.model, args.name)
+        retired = self._runs.retire(key, model, ns, args.name)
 
         from .engine import Trainer
         try:
@@ -204,7 +188,9 @@ class TrainMagics(Magics):
             raise UsageError(str(e)) from None
         from .widgets.panel import TrainingPanel
         panel = TrainingPanel(trainer)
-        self._panels.add(panel)
+        self._runs.add(panel, key)
+        for message in retired:
+            note(panel, message)
         ns[args.name or DEFAULT_PANEL_NAME] = panel
         _display_panel(panel)
         if args.no_start:
