@@ -10,6 +10,7 @@ from IPython.testing import globalipapp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nnwidgets import _frontend
 from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV, TrainMagics
 
 OPTIONS = ["--val", "--epochs", "--lr", "--momentum", "--weight-decay", "--dropout", "--optimizer",
@@ -25,7 +26,10 @@ def _loader(n: int = 64, batch_size: int = 16) -> DataLoader:
 
 @pytest.fixture
 def ip(monkeypatch):
+    """The in-process shell, seen as a live widget front end (it has no kernel, so ``%%train``
+    would otherwise print text: tests/test_magic_frontends.py)."""
     monkeypatch.delenv(WAIT_ENV, raising=False)
+    monkeypatch.setattr(_frontend, "front_end", lambda shell: _frontend.LIVE)
     globalipapp.start_ipython()  # once per process; later calls do nothing
     shell = globalipapp.get_ipython()
     shell.run_line_magic("load_ext", "nnwidgets")
