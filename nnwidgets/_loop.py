@@ -62,12 +62,14 @@ class LoopMixin:
                 if self._attention:
                     self._attend()
                 self._phase = "loading a batch"
+                self._guard.enter()  # interruptible until backward() is done (see nnwidgets._interrupt)
                 if self._pending_batch is not None:
                     batch, self._pending_batch = self._pending_batch, None
                 else:
                     try:
                         batch = next(self._batch_iter)
                     except StopIteration:
+                        self._guard.open = False
                         break
                 self._epoch_batches += 1
                 self._train_step(batch)
@@ -97,7 +99,9 @@ class LoopMixin:
         row.update(self._train_metrics.compute())
         if self.val_data is not None:
             self._phase = "validation"
+            self._guard.enter()
             val = self.evaluate(self.val_data)
+            self._guard.open = False
             row.update({f"val_{k}": v for k, v in val.items()})
         row["lr"] = float(self.optimizer.param_groups[0]["lr"])
         row["time_s"] = time.perf_counter() - self._t_start
@@ -123,6 +127,7 @@ class LoopMixin:
             try:
                 out = self._prepared.plan.forward(model, x)
             except SkipBatch as skip:  # BatchNorm and a batch of one sample in train mode
+                self._guard.open = False
                 return self._skipped(skip)
             self._phase = "loss"
             loss = self._loss_fn(out, y)
@@ -130,6 +135,7 @@ class LoopMixin:
             loss, out, y = self._call_custom_step(x if y is None else (x, y))
         self._phase = "backward pass"
         loss.backward()
+        self._guard.open = False  # from here on the step changes state: an interrupt waits for its end
         now = time.perf_counter()
         if now - self._last_flush >= self.flush_interval_s or self.step < self._warm_until:
             if not self._flush(current=loss, now=now):

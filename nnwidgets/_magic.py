@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import weakref
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from . import _frontend
+
 __all__ = ["TrainMagics", "register", "WAIT_ENV", "DEFAULT_PANEL_NAME"]
 
 WAIT_ENV = "NNWIDGETS_WAIT"
-"""Environment variable: when set to anything but ``""``/``0``/``false``, every ``%%train``
-behaves as if ``--wait`` was given (for nbclient, ``nbconvert --execute``, Run All)."""
+"""Environment variable: ``1`` makes every ``%%train`` behave as if ``--wait`` was given (Run All
+in a front end); ``0`` never waits, not even where nbclient runs the notebook (see
+:mod:`nnwidgets._frontend`); unset or empty: wait under nbclient / nbconvert / papermill only."""
 
 DEFAULT_PANEL_NAME = "_nnw_panel"
 """Notebook variable that always holds the panel of the latest ``%%train`` cell."""
@@ -29,8 +31,10 @@ _OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _TASKS = ("auto", "multiclass", "binary", "regression")
 
 
-def _wait_from_env() -> bool:
-    return os.environ.get(WAIT_ENV, "").strip().lower() not in ("", "0", "false", "no")
+def _wait_from_env() -> bool | None:
+    """``NNWIDGETS_WAIT``: True, False (``0``/``false``/``no``/``off``) or None (unset/empty)."""
+    value = os.environ.get(WAIT_ENV, "").strip().lower()
+    return None if not value else value not in ("0", "false", "no", "off")
 
 
 def _lookup(user_ns: dict, expr: str, role: str) -> Any:
@@ -93,33 +97,14 @@ def _display_panel(panel: Any) -> None:
     display(shown)
 
 
-def _stop(trainer: Any) -> None:
-    if getattr(trainer, "state", None) in ("running", "paused"):
-        trainer.stop()
-        trainer.wait(10)
-
-
-def _retire_previous(panels: Any, user_ns: dict, name: str | None, model: Any) -> None:
-    """Make room for a new run: a panel that ``--name`` rebinds (a re-run cell) is stopped and
-    closed (its updater thread ends); any other run of the same model object is stopped, so
-    two threads never train one model."""
-    old = user_ns.get(name) if name else None
-    if old is not None and old in panels:
-        _stop(old.trainer)
-        old.close()
-        panels.discard(old)
-    for other in list(panels):
-        if other.trainer.model is model:
-            _stop(other.trainer)
-
-
 @magics_class
 class TrainMagics(Magics):
     """IPython magics of nnwidgets (one instance per shell; it remembers the panels it made)."""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
-        self._panels: weakref.WeakSet = weakref.WeakSet()
+        from ._reruns import Runs
+        self._runs = Runs()
 
     @magic_arguments("%train")  # usage line reads "%%train ..."
     @argument("model", help="name of the torch.nn.Module to train")
@@ -145,7 +130,8 @@ class TrainMagics(Magics):
               help=f"bind the panel to this notebook variable (default {DEFAULT_PANEL_NAME}); "
                    "its .trainer is the Trainer")
     @argument("--wait", action="store_true",
-              help=f"block until training ends (Run All, nbclient); also when ${WAIT_ENV}=1")
+              help=f"block until training ends (Run All); also when ${WAIT_ENV}=1, and by default where "
+                   "nbclient / nbconvert --execute / papermill runs the notebook")
     @argument("--no-start", action="store_true", help="show the panel but do not start training")
     @line_cell_magic
     def train(self, line: str, cell: str | None = None) -> None:
@@ -156,13 +142,19 @@ class TrainMagics(Magics):
         nnwidgets.Trainer is built from the options, its TrainingPanel is shown, and
         training starts in a background thread: the cell returns at once and the panel's
         sliders (learning rate, momentum, weight decay, dropout) change the running loop.
-        Re-running a cell with --name stops and closes the panel bound to that name, and a
-        still-running earlier run of the same model object is stopped. IPython refuses a
+        Re-running a cell stops its earlier run and closes that panel (a cell is known by the
+        notebook's cell id, else by --name, else by the model's variable name); an earlier run
+        of the same model object in another cell is stopped and its panel's buttons turned
+        off. The new panel's notices say so. IPython refuses a
         %%train cell without a body: write the line as %train (single %) instead.
 
-        With --wait (or the environment variable NNWIDGETS_WAIT=1, for Run All and
-        nbclient, where sliders cannot act) the cell blocks until training ends, and a
-        failed run is reported as a short error. The panel is bound to the notebook
+        With --wait (or the environment variable NNWIDGETS_WAIT=1, for Run All, where
+        sliders cannot act) the cell blocks until training ends, and a failed run is
+        reported as a short error. Where nbclient runs the notebook (jupyter nbconvert
+        --execute, papermill), which shuts the kernel down after the last cell, the cell
+        waits by default (NNWIDGETS_WAIT=0: never). Without a widget front end (terminal
+        IPython) no panel is made: the run trains in the foreground and prints one line
+        per epoch; Ctrl-C stops it at a step boundary. The panel is bound to the notebook
         variable given by --name, or else to _nnw_panel; panel.trainer is the Trainer
         and panel.trainer.history its History.
 
@@ -192,7 +184,9 @@ class TrainMagics(Magics):
             val_data = _lookup(ns, args.val, "--val")
             _check_loader(val_data, args.val, "--val")
         loss = _resolve_loss(ns, args.loss)
-        _retire_previous(self._panels, ns, args.name, model)
+        from ._reruns import cell_key, note
+        key = cell_key(shell, args.model, args.name)
+        retired = self._runs.retire(key, model, ns, args.name)
 
         from .engine import Trainer
         try:
@@ -202,16 +196,48 @@ class TrainMagics(Magics):
                               threads=args.threads)
         except (TypeError, ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from None
-        from .widgets.panel import TrainingPanel
-        panel = TrainingPanel(trainer)
-        self._panels.add(panel)
-        ns[args.name or DEFAULT_PANEL_NAME] = panel
-        _display_panel(panel)
+        front = _frontend.front_end(shell)
+        if front == _frontend.TEXT:
+            from ._text import TextReport
+            view: Any = TextReport(trainer)
+        else:
+            from .widgets.panel import TrainingPanel
+            view = TrainingPanel(trainer)
+        self._runs.add(view, key)
+        for message in retired:
+            note(view, message)
+        ns[args.name or DEFAULT_PANEL_NAME] = view
+        if front == _frontend.TEXT:
+            if not args.no_start:
+                _fit_text(view)
+            return
+        _display_panel(view)
         if args.no_start:
             return
+        env = _wait_from_env()
+        wait = args.wait or bool(env) or (env is None and front == _frontend.BATCH)
+        if wait and not args.wait and env is None:
+            note(view, "nbclient runs this notebook (nbconvert --execute, papermill): nothing can steer the run "
+                       "and the kernel stops after the last cell, so this cell waits for the run to end; "
+                       f"{WAIT_ENV}=0 trains in the background instead")
         trainer.start()
-        if args.wait or _wait_from_env():
+        if wait:
             _wait(trainer)
+
+
+def _failure(trainer: Any) -> str:
+    events = [e for e in trainer.history.event_records if e.get("kind") == "error"]
+    return events[-1]["message"] if events else f"{type(trainer.error).__name__}: {trainer.error}"
+
+
+def _fit_text(report: Any) -> None:
+    """Train in the foreground, printing one line per epoch; a failure becomes one short
+    UsageError line (Ctrl-C ends the run at a step boundary, see :mod:`nnwidgets._interrupt`)."""
+    try:
+        report.trainer.fit()
+    except Exception:  # noqa: BLE001 - the run recorded it; one line instead of a traceback
+        raise UsageError(f"training failed: {_failure(report.trainer)}") from None
+    report.end()
 
 
 def _wait(trainer: Any) -> None:
@@ -223,9 +249,7 @@ def _wait(trainer: Any) -> None:
         trainer.wait(10)
         raise UsageError(f"interrupted: training stopped at epoch {trainer.epoch}, step {trainer.step}") from None
     if trainer.state == "failed":
-        events = [e for e in trainer.history.event_records if e.get("kind") == "error"]
-        message = events[-1]["message"] if events else f"{type(trainer.error).__name__}: {trainer.error}"
-        raise UsageError(f"training failed: {message}")
+        raise UsageError(f"training failed: {_failure(trainer)}")
 
 
 def register(ipython: Any) -> None:

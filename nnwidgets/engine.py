@@ -18,6 +18,7 @@ from torch import nn
 
 from . import hyperparams as hp
 from ._errors import explain
+from ._interrupt import InterruptGuard
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
 from ._schedule import SchedulePlan, check_scheduler, lr_set_message
@@ -143,6 +144,7 @@ class Trainer(LoopMixin):
         self.history = History()
         self._bus = EventBus()
         self._ctl = threading.Condition()
+        self._guard = InterruptGuard(on_defer=lambda: setattr(self, "_attention", True))
         self._pending = hp.PendingSettings()
         self._freeze_pending: dict[str, bool] = {}
         self._state, self.error, self._thread = "idle", None, None
@@ -235,13 +237,23 @@ class Trainer(LoopMixin):
             Exception: an error in the model, loss or data is re-raised after the run was
                 marked failed; the history and the last completed step are kept. A class
                 label out of range in a later batch becomes a ``DataError`` naming the fix.
+            KeyboardInterrupt: only for a Ctrl-C that arrived after the last step, raised once
+                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped",
+                ``fit()`` returns): weights, ``step`` and the history always agree, and
+                ``fit()`` continues from there (see :mod:`nnwidgets._interrupt`).
 
         Warns:
             RuntimeWarning: the loss became non-finite; the run is paused (``fit()`` again
                 or ``resume()`` continues, e.g. after ``set(lr=...)``).
         """
-        self._begin(epochs, background=False)
-        self._run()
+        installed = self._guard.install()
+        try:
+            self._begin(epochs, background=False)
+            self._run()
+        finally:
+            late = self._guard.uninstall() if installed else False
+        if late:
+            raise KeyboardInterrupt
         if self._state == "failed" and self.error is not None:
             raise self.error
         last = self.history.event_records[-2:]
@@ -319,7 +331,8 @@ class Trainer(LoopMixin):
         """Change ``lr``, ``momentum``, ``weight_decay`` and/or ``dropout`` from any thread.
 
         Applied to every param group (and a scheduler's base learning rates) before the
-        next optimizer step; each change is recorded in ``history.events``.
+        next optimizer step, or when the run ends if no step follows (e.g. a change made
+        during the last validation); each change is recorded in ``history.events``.
 
         Raises:
             ValueError: unknown name, value out of range, or a setting the optimizer/model lacks.
@@ -335,7 +348,8 @@ class Trainer(LoopMixin):
 
     def freeze(self, layer: str, frozen: bool = True) -> None:
         """Freeze (``requires_grad=False``) or unfreeze the parameters of module ``layer``
-        (a name from :func:`nnwidgets.summary`) from the next step on.
+        (a name from :func:`nnwidgets.summary`) from the next step on (or when the run ends,
+        if no step follows).
 
         Raises:
             KeyError: no module of that name.
@@ -403,8 +417,12 @@ class Trainer(LoopMixin):
         model and optimizer state dicts, epoch, step, settings and the history as plain
         numbers. Returns the path.
 
+        The file is written under a temporary name and renamed into place: a save that fails
+        leaves an earlier checkpoint at ``path`` intact.
+
         Raises:
             RuntimeError: while running (pause or stop first).
+            nnwidgets.checkpoint.CheckpointError: ``path`` is a folder or cannot be written.
         """
         from .checkpoint import save_checkpoint
         with self._ctl:
@@ -415,13 +433,18 @@ class Trainer(LoopMixin):
         """A Trainer for ``model`` continuing from the checkpoint at ``path`` (weights,
         optimizer state when the optimizer kind matches, epoch/step counters, history).
 
+        The whole file is checked (structure, history, every weight's key and shape against
+        ``model``) before ``model`` is touched: a checkpoint that does not fit leaves it as it was.
+
         Raises:
-            nnwidgets.checkpoint.CheckpointError: the file is not a safe nnwidgets checkpoint
-                (never retried with ``weights_only=False``).
+            nnwidgets.checkpoint.CheckpointError: the file is missing, damaged, truncated, not a
+                safe nnwidgets checkpoint (never retried with ``weights_only=False``), or does
+                not fit ``model`` (see :func:`nnwidgets.checkpoint.load_checkpoint`).
         """
         from .checkpoint import load_checkpoint, restore
+        ck = load_checkpoint(path, map_location=resolve_device(kwargs.get("device", "auto")), model=model)
         trainer = cls(model, train_data, val_data, **kwargs)
-        restore(trainer, load_checkpoint(path, map_location=trainer.device))
+        restore(trainer, ck, path)
         return trainer
 
     def on(self, event: Event | str, handler: Callable[..., Any], every: int = 1) -> RemovableHandle:
@@ -467,12 +490,16 @@ class Trainer(LoopMixin):
             self._bus.fire(Event.FIT_STARTED, self, epoch=self.epoch, step=self.step)
             self._run_epochs()
         except StopRun:
+            self._guard.open = False
             ending, message = "stopped", f"stopped at epoch {self.epoch}, step {self.step}"
         except PauseRun:
+            self._guard.open = False
             ending, message = "paused", f"paused at epoch {self.epoch}, step {self.step}"
         except KeyboardInterrupt:
+            self._guard.open = False
             ending, message = "stopped", f"interrupted at epoch {self.epoch}, step {self.step}"
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
+            self._guard.open = False
             e = explain(e, self._phase, self.epoch, self.step,
                         self._prepared.width if self._prepared is not None else None)
             ending, self.error = "failed", e
@@ -483,6 +510,7 @@ class Trainer(LoopMixin):
         self._finish(ending, message)
 
     def _finish(self, ending: str, message: str) -> None:
+        self._guard.open = False
         try:
             self._flush()
             last = self.history.gradient_norms()[0][-1:]
@@ -496,8 +524,10 @@ class Trainer(LoopMixin):
         self._tuner.end()
         self._run_wall = time.perf_counter() - self._t_start
         kind = "error" if ending == "failed" else "state"
-        self._record(kind, name=ending, new=ending, message=message)
         with self._ctl:
+            if self._pending or self._freeze_pending:  # a set()/freeze() after the last step (e.g. in validation)
+                self._apply_pending()
+            self._record(kind, name=ending, new=ending, message=message)
             self._loop_active = False
             self._set_state(ending)
             self._ctl.notify_all()
@@ -509,9 +539,11 @@ class Trainer(LoopMixin):
 
     def _prepare(self) -> None:
         self._phase = "checking the first batch"
+        self._guard.enter()  # an interrupt here leaves nothing half-built
         prep = prepare_first_batch(self.model, self.train_data, self.device, task=self._task_arg,
                                    loss=self._loss_arg, metrics=self._metrics_arg, macro=self._macro,
                                    custom_step=self._custom_step is not None, timeout_s=self.first_batch_timeout_s)
+        self._guard.open = False
         if isinstance(prep.loss_fn, nn.Module):
             prep.loss_fn.to(self.device)
         self._prepared, self._loss_fn = prep, prep.loss_fn
@@ -537,6 +569,7 @@ class Trainer(LoopMixin):
 
     def _attend(self) -> None:
         """Everything requested from other threads, handled at a step boundary."""
+        self._guard.check()  # a Ctrl-C deferred during the last step (fit() on the main thread)
         with self._ctl:
             self._attention = False
             if self._pending or self._freeze_pending:

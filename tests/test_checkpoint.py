@@ -171,3 +171,139 @@ def test_checkpoint_of_an_adam_run_restores_its_state(tmp_path):
     torch.manual_seed(4)
     loaded.fit(epochs=1)
     assert same_params(model, fresh)
+
+
+# ---------------------------------------------------------------- failures never lose data
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _identical(model, state) -> bool:
+    now = model.state_dict()
+    return now.keys() == state.keys() and all(torch.equal(now[k], state[k]) for k in state)
+
+
+def test_a_save_that_fails_half_way_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    t, model, data, path = _trained(tmp_path)
+    before = torch.load(path)
+    real_save = torch.save
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.seek(0)
+        f.truncate(100)  # half a file on disk, then the disk "fills up"
+        raise RuntimeError("PytorchStreamWriter failed writing file data/3: file write failed")
+    monkeypatch.setattr(torch, "save", half_then_fail)
+    t.fit(epochs=1)
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint .*ck\.pt \(RuntimeError: "
+                                              r"PytorchStreamWriter failed.*any previous file there is unchanged\. "
+                                              r"Check the free disk space") as info:
+        t.save(path)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    monkeypatch.setattr(torch, "save", real_save)
+    after = torch.load(path)                            # the old file, whole
+    assert after["step"] == before["step"] == 6 and torch.equal(after["model"]["0.weight"], before["model"]["0.weight"])
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["ck.pt"]  # no temporary file left behind
+    t.save(path)                                        # and the next save replaces it
+    assert torch.load(path)["step"] == 9
+
+
+def test_save_to_a_folder_or_an_unwritable_place_is_explained(tmp_path):
+    t, *_ = _trained(tmp_path)
+    with pytest.raises(CheckpointError, match=r"cannot save a checkpoint to .*run: it is a folder; give a file "
+                                              r"name, e\.g\. .*run/checkpoint\.pt"):
+        t.save(tmp_path / "run")
+    (tmp_path / "plain_file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"cannot save a checkpoint to .*plain_file/ck\.pt: the folder "
+                                              r".*plain_file cannot be written \(.*Error: .*\); choose a folder "
+                                              r"you can write to") as info:
+        t.save(tmp_path / "plain_file" / "ck.pt")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def _damaged(tmp_path, kind):
+    path = tmp_path / "ck.pt"
+    if kind == "truncated":
+        _, _, _, good = _trained(tmp_path)
+        data = open(good, "rb").read()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("epoch,loss\n0,0.52\n")
+    elif kind == "folder":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("kind, message, cause", [
+    ("truncated", r"ck\.pt: the file is damaged or incomplete \(truncated by an interrupted copy or download.*"
+                  r"RuntimeError: PytorchStreamReader failed.*\); use an earlier checkpoint or save again", RuntimeError),
+    ("empty", r"ck\.pt: the file is empty \(a save that never finished\?\); use an earlier checkpoint", EOFError),
+    ("text", r"ck\.pt: it is not a PyTorch file \(.*\); pass a checkpoint written by trainer\.save\(path\)", Exception),
+    ("folder", r"ck\.pt: it is a folder; pass the file that trainer\.save\(\) wrote", IsADirectoryError),
+    ("missing", r"nope\.pt: no such file \(check the name and the working folder", FileNotFoundError),
+])
+def test_unreadable_files_are_one_explained_checkpoint_error(tmp_path, kind, message, cause):
+    path = tmp_path / "nope.pt" if kind == "missing" else _damaged(tmp_path, kind)
+    fresh = _c19_model(seed=7)
+    state = _state(fresh)
+    with pytest.raises(CheckpointError, match=r"^cannot load .*" + message) as info:
+        nw.Trainer.load(path, fresh, _data(), **CPU)
+    assert isinstance(info.value.__cause__, cause)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    assert _identical(fresh, state)
+
+
+class _Wider(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 5), nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: nn.Sequential(nn.Linear(8, 5), nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 3)),
+     r"shapes differ: 0\.weight: checkpoint \(4, 8\), model \(5, 8\), 0\.bias: checkpoint \(4,\), model \(5,\)"),
+    (lambda: nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3)),
+     r"missing in the checkpoint: 5\.weight, 5\.bias"),
+    (lambda: _Wider(), r"missing in the checkpoint: body\.0\.weight.*not in the model: 0\.weight"),
+], ids=["wrong_shapes", "missing_keys", "other_names"])
+def test_a_checkpoint_that_does_not_fit_leaves_the_model_bit_identical(tmp_path, build, message):
+    _, _, data, path = _trained(tmp_path)
+    torch.manual_seed(11)
+    other = build()
+    state = _state(other)
+    p_before = [m.p for m in other.modules() if isinstance(m, nn.Dropout)]
+    full = r"ck\.pt does not fit this model \(.*" + message + r".*\); the model was not changed\. Build the model"
+    with pytest.raises(CheckpointError, match=full):
+        nw.Trainer.load(path, other, data, dropout=0.1, **CPU)
+    with pytest.raises(CheckpointError, match=full):
+        load_checkpoint(path, model=other)
+    assert _identical(other, state) and [m.p for m in other.modules() if isinstance(m, nn.Dropout)] == p_before
+
+
+def test_an_optimizer_state_that_does_not_fit_is_refused_before_the_model_changes(tmp_path):
+    model, data = _c19_model(), _data()
+    groups = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[3].parameters(), "lr": 0.01}], lr=0.1)
+    t = nw.Trainer(model, data, optimizer=groups, epochs=1, **CPU)
+    t.fit()
+    path = t.save(tmp_path / "groups.pt")
+    fresh = _c19_model(seed=7)
+    state = _state(fresh)
+    with pytest.raises(CheckpointError, match=r"groups\.pt: the optimizer state holds parameter groups of sizes "
+                                              r"\[2, 2\], this optimizer \[4\]; the model was not changed"):
+        nw.Trainer.load(path, fresh, data, optimizer="sgd", **CPU)
+    assert _identical(fresh, state)
+    assert nw.Trainer.load(path, fresh, data, optimizer="adam", **CPU).step == 3  # another kind: weights only
+
+
+def test_an_incomplete_checkpoint_dict_is_refused(tmp_path):
+    _, _, data, path = _trained(tmp_path)
+    ck = torch.load(path)
+    del ck["optimizer"]
+    ck["step"] = -1
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt is an incomplete nnwidgets checkpoint: no optimizer state "
+                                              r"dict; step is -1, not a count >= 0; use an earlier checkpoint"):
+        nw.Trainer.load(tmp_path / "bad.pt", _c19_model(), data, **CPU)

@@ -110,10 +110,13 @@ def test_quickstart(run_notebook):
 
 
 def test_quickstart_as_a_dashboard(run_notebook):
-    """As Voilà runs it: no ``NNWIDGETS_WAIT``, so ``%%train`` returns while the run goes on. The
+    """As Voilà runs it: no ``NNWIDGETS_WAIT`` and Voilà's kernel variables (Voilà executes
+    through nbclient too; ``VOILA_BASE_URL`` tells its live pages apart from nbconvert, where
+    ``%%train`` waits), so ``%%train`` returns while the run goes on. The
     last cell said "running: no epoch finished yet" under a live panel; it must say what is true
     then. ``NNWIDGETS_DEMO_EPOCHS`` sets the length of the run (a long one here: still running)."""
-    nb, text, _ = run_notebook("01_quickstart.ipynb", NNWIDGETS_WAIT=None, NNWIDGETS_DEMO_EPOCHS="100000")
+    nb, text, _ = run_notebook("01_quickstart.ipynb", NNWIDGETS_WAIT=None, VOILA_BASE_URL="/",
+                               SERVER_SOFTWARE="voila/0.5.13", NNWIDGETS_DEMO_EPOCHS="100000")
     assert re.search(r"Training in the background: \d+ of 100000 epochs had finished when this cell ran\. "
                      r"The panel above is live", text), text
     assert "no epoch finished yet" not in text and "completed" not in text

@@ -10,6 +10,7 @@ from IPython.testing import globalipapp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nnwidgets import _frontend
 from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV, TrainMagics
 
 OPTIONS = ["--val", "--epochs", "--lr", "--momentum", "--weight-decay", "--dropout", "--optimizer",
@@ -25,7 +26,10 @@ def _loader(n: int = 64, batch_size: int = 16) -> DataLoader:
 
 @pytest.fixture
 def ip(monkeypatch):
+    """The in-process shell, seen as a live widget front end (it has no kernel, so ``%%train``
+    would otherwise print text: tests/test_magic_frontends.py)."""
     monkeypatch.delenv(WAIT_ENV, raising=False)
+    monkeypatch.setattr(_frontend, "front_end", lambda shell: _frontend.LIVE)
     globalipapp.start_ipython()  # once per process; later calls do nothing
     shell = globalipapp.get_ipython()
     shell.run_line_magic("load_ext", "nnwidgets")
@@ -227,9 +231,62 @@ def test_rerun_with_name_closes_the_old_panel(ip):
     assert ip.user_ns["run"] is not first
 
 
-def test_new_run_of_the_same_model_stops_the_old_one_but_keeps_its_panel(ip):
+def test_new_run_of_the_same_model_stops_the_old_one_and_marks_its_panel_superseded(ip):
     ip.run_line_magic("train", "model train_loader --epochs 500 --name run")
     first = ip.user_ns["run"]
     ip.run_line_magic("train", "model train_loader --epochs 1 --name run2 --no-start")
     assert first.trainer.state == "stopped"
     assert ip.user_ns["run"] is first and not first._closed.is_set()
+    first.refresh()
+    buttons = (first.controls.start_button, first.controls.pause_button, first.controls.step_button,
+               first.controls.stop_button)
+    assert all(b.disabled for b in buttons)  # Start would train one model from two threads
+    assert any(text.startswith("superseded: a newer %%train cell trains this model object")
+               for _, text in first.status.messages)
+    assert any(re.match(r"another %%train of this model object was stopped \(epoch 0, step \d+, stopped\); its "
+                        r"panel stays, with its controls off", text) for _, text in ip.user_ns["run2"].status.messages)
+
+
+def _alive(name):
+    import threading
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+
+
+def test_rerunning_an_unnamed_cell_that_rebuilds_the_model_leaves_one_live_run(ip):
+    import time
+    before = {n: set(_alive(n)) for n in ("nnwidgets-trainer", "nnwidgets-panel-updater")}
+    body = "model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+    panels = []
+    for _ in range(4):
+        ip.run_cell_magic("train", "model train_loader --epochs 100000", body)
+        panels.append(ip.user_ns[DEFAULT_PANEL_NAME])
+    assert len({id(p.trainer.model) for p in panels}) == 4  # four model objects: identity cannot tell
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(len(set(_alive(n)) - before[n]) > 1 for n in before):
+        time.sleep(0.05)
+    assert {n: len(set(_alive(n)) - before[n]) for n in before} == {"nnwidgets-trainer": 1,
+                                                                     "nnwidgets-panel-updater": 1}
+    assert all(p.trainer.state == "stopped" and p._closed.is_set() for p in panels[:3])
+    assert panels[3].trainer.state == "running"
+    assert any(re.match(r"this cell ran before: its earlier run was stopped \(epoch \d+, step \d+, stopped\) and "
+                        r"its panel closed", text) for _, text in panels[3].status.messages)
+
+
+def test_a_cell_is_known_by_the_front_ends_cell_id_else_by_its_names():
+    from nnwidgets._reruns import cell_key
+
+    class Kernel:
+        def __init__(self, metadata):
+            self.metadata = metadata
+
+        def get_parent(self):
+            return {"header": {}, "metadata": self.metadata, "content": {}}
+
+    class Shell:
+        def __init__(self, kernel=None):
+            self.kernel = kernel
+
+    assert cell_key(Shell(Kernel({"cellId": "3f2a"})), "model", "run") == ("cell", "3f2a")
+    assert cell_key(Shell(Kernel({})), "model", "run") == ("name", "run")
+    assert cell_key(Shell(), "net", None) == ("model", "net")
+    assert cell_key(object(), "net", None) == ("model", "net")  # no kernel at all (terminal IPython)

@@ -107,6 +107,7 @@ class ControlsView:
     def __init__(self, trainer: Any, notify: Callable[[str], None] | None = None,
                  on_action: Callable[[], None] | None = None) -> None:
         self.trainer = trainer
+        self.superseded = False  # set by TrainingPanel.supersede: the buttons stay off
         self._notify = notify or (lambda message: None)
         self._on_action = on_action or (lambda: None)
         self._local = threading.local()
@@ -233,7 +234,7 @@ class ControlsView:
     def refresh(self, trainer: Any) -> None:
         """Enable/disable by state; move a widget only where the Trainer's value changed."""
         state = trainer.state
-        flags = BUTTON_STATES.get(state, (False, False, False, False))
+        flags = (False,) * 4 if self.superseded else BUTTON_STATES.get(state, (False, False, False, False))
         for button, on in zip((self.start_button, self.pause_button, self.step_button, self.stop_button), flags):
             button.disabled = not on
         self.start_button.description = "Resume" if state == "paused" else "Start"

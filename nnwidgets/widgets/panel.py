@@ -225,6 +225,14 @@ class TrainingPanel(w.VBox):
             self.status.log(f"refreshing the {title} view failed: {key[1]} (the panel keeps updating the others)",
                             kind="error")
 
+    def supersede(self, message: str) -> None:
+        """Mark this panel as replaced by a newer one training the same model: ``message`` goes
+        into the notices and Start/Pause/Step/Stop stay disabled (two threads must never train
+        one model). Called by ``%%train``; the charts stay readable."""
+        self.controls.superseded = True
+        self.status.log(message)
+        self._wake.set()
+
     def close(self) -> None:
         """Stop and join the updater thread (≤ 1 s), close the widgets. Training goes on."""
         for flag in (getattr(self, "_closed", None), getattr(self, "_wake", None)):
