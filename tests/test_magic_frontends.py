@@ -92,6 +92,10 @@ def tip(monkeypatch):
     shell = globalipapp.get_ipython()
     shell.run_line_magic("load_ext", "nnwidgets")
     shell.user_ns.update(nn=nn, torch=torch, train_loader=_loader(), val_loader=_loader(32))
+    # the in-process shell is shared by the whole session: forget runs of earlier test files, or
+    # this file's first cell is "a re-run" of theirs (and says so in its output)
+    from nnwidgets._reruns import Runs
+    shell.magics_manager.registry["TrainMagics"]._runs = Runs()
     yield shell
     for name in ("model", "boom", "Boom", DEFAULT_PANEL_NAME, "run"):
         shell.user_ns.pop(name, None)
