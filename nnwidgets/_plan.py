@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._casts import cast_expr
 from ._inputs import InputPlan, pick_output
 from ._model_checks import BATCHNORM_ONE_SAMPLE, SkipBatch
 from ._targets import _DEFAULT_LOSS, LOSS_NAMES, DataError, Notice, apply_target_ops, plan_targets, resolve_task
@@ -59,7 +60,7 @@ def prepare_features(model: nn.Module, x, model_dtype: torch.dtype | None = None
         return x, []  # integer token ids for an embedding stay integer
     notice = Notice("cast_features", f"Features are {x.dtype} but the model's parameters are {want} "
                     f"(nn.Linear would fail with 'mat1 and mat2 must have the same dtype'); cast them to {want} "
-                    f"on every batch. Fix in PyTorch: x = x.float(), or torch.tensor(df.values, dtype={want}).")
+                    f"on every batch. Fix in PyTorch: x = {cast_expr('x', want)}, or torch.tensor(df.values, dtype={want}).")
     return x.to(want), [notice]
 
 

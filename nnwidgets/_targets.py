@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._casts import cast_expr
 from ._labels import target_type_message
 
 __all__ = ["DataError", "Notice", "TASKS", "LOSS_NAMES", "resolve_task", "plan_targets",
@@ -168,7 +169,7 @@ def _last_leaf(model: nn.Module | None) -> nn.Module | None:
 
 
 def _cast_notice(y: torch.Tensor, to: torch.dtype, why: str, code: str) -> Notice:
-    fix = {torch.int64: "y.long()", torch.float32: "y.float()"}.get(to, f"y.to({to})")
+    fix = cast_expr("y", to)
     return Notice(code, f"Targets are {y.dtype}; cast to {to} ({why}). "
                         f"Fix in PyTorch: y = {fix}, or build them with torch.tensor(..., dtype={to}).")
 
