@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ._compiled import load_plain_state_dict, plain_state_dict
 from .history import History
 
 __all__ = ["FORMAT", "CheckpointError", "checkpoint_dict", "save_checkpoint", "load_checkpoint", "restore"]
@@ -24,10 +25,13 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_dict(trainer: Any) -> dict[str, Any]:
-    """The checkpoint of ``trainer`` as a dict of state dicts and plain Python values."""
+    """The checkpoint of ``trainer`` as a dict of state dicts and plain Python values.
+
+    The model's keys are its plain names: a ``torch.compile``d model is saved without the
+    ``_orig_mod.`` prefix, so the checkpoint loads into the plain model."""
     return {
         "format": FORMAT,
-        "model": trainer.model.state_dict(),
+        "model": plain_state_dict(trainer.model.state_dict()),
         "optimizer": trainer.optimizer.state_dict(),
         "optimizer_name": type(trainer.optimizer).__name__,
         "epoch": int(trainer.epoch),
@@ -79,8 +83,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 
 def restore(trainer: Any, ck: dict[str, Any]) -> None:
-    """Put a loaded checkpoint into ``trainer`` (model, optimizer, counters, history)."""
-    trainer.model.load_state_dict(ck["model"])
+    """Put a loaded checkpoint into ``trainer`` (model, optimizer, counters, history).
+
+    Model keys are matched by their plain names, so a compiled or plain model takes a
+    checkpoint of either (also one saved with ``_orig_mod.`` keys)."""
+    load_plain_state_dict(trainer.model, ck["model"])
     if ck.get("optimizer_name") == type(trainer.optimizer).__name__:
         trainer.optimizer.load_state_dict(ck["optimizer"])
     trainer.epoch, trainer.step = int(ck["epoch"]), int(ck["step"])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import hyperparams as hp
+from ._compiled import named_modules, plain_name
 from ._errors import explain
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
@@ -337,10 +338,12 @@ class Trainer(LoopMixin):
         """Freeze (``requires_grad=False``) or unfreeze the parameters of module ``layer``
         (a name from :func:`nnwidgets.summary`) from the next step on.
 
+        A ``torch.compile``d model takes the plain names (``"0"``; ``"_orig_mod.0"`` also works).
+
         Raises:
             KeyError: no module of that name.
         """
-        modules = dict(self.model.named_modules())
+        layer, modules = plain_name(layer), named_modules(self.model)
         if layer not in modules:
             raise KeyError(f"no module named {layer!r}; names are: {', '.join(n for n in modules if n)}")
         with self._ctl:
@@ -578,7 +581,7 @@ class Trainer(LoopMixin):
             self._record("setting", name=name, old=old, new=new, message=message)
             self._bus.fire(Event.SETTING_CHANGED, self, name=name, old=old, new=new)
         frozen, self._freeze_pending = self._freeze_pending, {}
-        modules = dict(self.model.named_modules())
+        modules = named_modules(self.model)
         for layer, flag in frozen.items():
             for p in modules[layer].parameters():
                 p.requires_grad_(not flag)
