@@ -6,6 +6,7 @@ Built by :func:`plan_batches` (public through :mod:`nnwidgets.data`); the loop c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,6 +80,8 @@ class BatchPlan:
         pick: Which element of a tuple/dict/object output is the output (None: a tensor).
         norms: The model's BatchNorm layers (None without): a batch of one sample in train
             mode is run with their buffers saved, and skipped (:class:`SkipBatch`) when refused.
+        guard: The per-batch target checks (:class:`nnwidgets._batch_guard.TargetGuard`, set by
+            the Trainer; None: none).
     """
 
     notices: list
@@ -87,6 +90,7 @@ class BatchPlan:
     inputs: InputPlan | None = None
     pick: tuple | None = None
     norms: list | None = None
+    guard: Any = None
 
     def apply(self, x, y, device: torch.device | None = None, on_cpu: bool = True):
         """Return ``(x, y)`` on ``device`` (None: where they are) and canonicalised: features

@@ -155,6 +155,7 @@ class Trainer(LoopMixin):
         self._batch_iter = self._pending_batch = None
         self._loss_buf: list = []
         self._n_buf: list = []
+        self._stat_buf: list = []  # the target guard's per-step stats, beside _loss_buf
         self._snap, self._snap_t = None, 0.0
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, 0
         self._probe = None
@@ -493,7 +494,7 @@ class Trainer(LoopMixin):
                     and any(p.grad is not None for p in self.model.parameters()):
                 self._sample_gradients()  # the gradient view ends at the run's last step
         except Exception:  # noqa: BLE001 - a failing flush must not hide the run's own ending
-            self._loss_buf, self._n_buf = [], []
+            self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         self.optimizer.zero_grad(set_to_none=True)
         self.model.train(getattr(self, "_mode_at_start", True))
         self._tuner.end()
