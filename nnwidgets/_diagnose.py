@@ -51,11 +51,11 @@ def find_batch(ring: deque | None, step: int) -> Any:
     return None
 
 
-def _count(t: torch.Tensor) -> str:
+def _count(t: torch.Tensor, columns: bool) -> str:
     bad = ~torch.isfinite(t)
     n_nan, n_bad = int(torch.isnan(t).sum()), int(bad.sum())
     kinds = [f"{n_nan} NaN"] * bool(n_nan) + [f"{n_bad - n_nan} inf"] * bool(n_bad - n_nan)
-    cols = bad.any(0).nonzero().flatten()[:8].tolist() if t.dim() == 2 else []
+    cols = bad.any(0).nonzero().flatten()[:8].tolist() if columns and t.dim() == 2 else []
     return " and ".join(kinds) + (f" (columns {cols})" if cols else "")
 
 
@@ -71,7 +71,7 @@ def nonfinite_in(batch: Any) -> str | None:
     for part, obj in (("features", x), ("targets", y)):
         for t in _tensors(obj):
             if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-                found.append(f"{_count(t)} in its {part}")
+                found.append(f"{_count(t, part == 'features')} in its {part}")
                 break
     return "; ".join(found) or None
 

@@ -106,7 +106,7 @@ class LoopMixin:
             raise DataError(f"train_data yielded no batches in epoch {self.epoch}; "
                             "a generator can be iterated only once - pass a DataLoader or a list of batches")
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
-                               "loss": self._epoch_loss_sum / max(self._epoch_n, 1)}
+                               "loss": self._epoch_loss_sum / self._epoch_n if self._epoch_n else math.nan}
         row.update(self._train_metrics.compute())
         if self.val_data is not None:
             self._phase = "validation"
