@@ -21,6 +21,7 @@ from ._compiled import named_modules, plain_name
 from ._errors import explain
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
+from ._scale import StallWatch
 from ._schedule import SchedulePlan, check_scheduler, lr_set_message
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
 from ._speed import Speed, SpeedMeter
@@ -531,6 +532,8 @@ class Trainer(LoopMixin):
             prep.notices += self._schedule.notices
         for n in prep.notices:
             self._record("notice", name=n.code, message=n.message)
+        if prep.scale is not None:  # a regression target far off the outputs' scale: say so if the loss stalls
+            self._bus.on(Event.EPOCH_COMPLETED, StallWatch(prep.scale))
         self._make_probe()
 
     def _make_probe(self) -> None:
