@@ -7,12 +7,21 @@ float labels that are cast to int64, or a regression target whose first batch ha
 0/1. :class:`TargetGuard` checks each training batch with one or two reductions on the device
 (``torch.aminmax``, ``torch.count_nonzero``); their 0-d results are kept with the buffered
 losses and fetched in the same transfer (:func:`fetch`), so there is no host sync per step.
-Measured per step on one CPU thread (torch 2.13; ``benchmarks``-style timeit, min of 5):
-labels 1.4 us; 0/1 targets 3.4 us (16 x 1) / 5.5 us (128 x 1); one-hot rows 5-11 us (16 x 3 /
-128 x 10); regression targets 0 (nothing is checked).
+Measured per step on one CPU thread (torch 2.13, timeit min of 7, busy 2-core machine; targets of
+a 16 x 8 quickstart batch with 3 classes / a 128 x 784 batch with 10): int64 labels 1.7-2.5 /
+2.2-3.6 us; 0/1 targets 4.6-5.4 / 4.3-9.1 us; one-hot rows 6-9 us; float labels 4-10 us;
+regression targets 0 (nothing is checked); plus ~0.1 us of list appends and 0.7-1.5 us per step
+at the flush (stacking the stats columns).
 
 A broken batch raises :class:`~nnwidgets.data.DataError` with the code and text the first batch
-would get, naming the batch (epoch, step). The target's dtype is checked on the host (free).
+would get, naming the batch (epoch, step), and the run fails: found at the batch being trained
+(every step of the first ten, then the last batch of each ~0.1 s flush) it was never applied;
+found at an earlier, applied batch the weights go back to the last verified snapshot (as for a
+non-finite loss) and the message says so. On CPU a label beyond the output width already makes
+PyTorch raise inside the loss; that error is replaced by the same text. Limits: on CUDA such a
+label trips a device-side assert before the deferred check can speak; a negative label other than
+the loss's ``ignore_index`` hides behind an ``ignore_index`` in the same batch (only min/max are
+fetched); validation batches are not checked. The target's dtype is checked on the host (free).
 """
 from __future__ import annotations
 
@@ -102,7 +111,8 @@ class TargetGuard:
             self._dtype_changed(y_raw)
         kind = self.kind
         if y.numel() == 0:  # an empty batch: a row of NaN, which error() skips
-            return (torch.full((), math.nan, device=y.device),) * (2 if kind == "labels" else 3)
+            nan = torch.full((), math.nan, device=y.device)
+            return (nan, nan) if kind == "labels" else (nan, nan, nan) if kind != "onehot" else (nan, nan, nan, 0)
         if kind == "labels":
             return torch.aminmax(y)
         if kind == "binary":
@@ -110,7 +120,7 @@ class TargetGuard:
         if kind == "float_labels":
             return (*torch.aminmax(y), torch.count_nonzero(torch.frac(y_raw)))
         sums = y_raw.sum(1)  # onehot: rows summing to 1 with exactly one non-zero value each
-        return (*torch.aminmax(sums), torch.count_nonzero(y_raw) - sums.numel())
+        return (*torch.aminmax(sums), torch.count_nonzero(y_raw), sums.numel())  # rows: a host int
 
     def _dtype_changed(self, y_raw: torch.Tensor) -> None:
         same_kind = y_raw.is_floating_point() == self.dtype.is_floating_point and y_raw.dtype != torch.bool
@@ -125,8 +135,8 @@ class TargetGuard:
             return None
         at = where(epoch, step)
         if self.kind == "onehot":
-            lo, hi, extra = row
-            if lo == hi == 1 and extra == 0:
+            lo, hi, nonzero, rows = row
+            if lo == hi == 1 and nonzero == rows:
                 return None
             return DataError(f"Targets were one-hot rows over {self.width} classes in the first batch, but {at} has "
                              f"rows that are not (row sums min {_num(lo)}, max {_num(hi)}): argmax would keep one "
@@ -187,12 +197,20 @@ def target_guard(task: str, loss_fn, y: torch.Tensor, y_ops: tuple, width: int, 
 
 def fetch(losses: list, rows: list) -> tuple[np.ndarray, np.ndarray | None]:
     """Losses ``(K,)`` and the guard's stats ``(K, S)`` as float32 numpy, in one device-to-host
-    transfer; a stats column on another device than the losses (CPU targets of a CUDA run) is
-    moved as one stacked tensor. ``rows`` are the guard's tuples, all ``()`` when nothing is checked."""
+    transfer. ``rows`` are the guard's tuples (all ``()`` when nothing is checked) of 0-d tensors
+    and host ints; a tensor column on another device than the losses (CPU targets of a CUDA run)
+    is moved as one stacked tensor."""
     vals = torch.stack(losses).float()
     if not rows or not rows[0]:
         return vals.cpu().numpy(), None
-    cols = [torch.stack(c).float().to(vals.device) for c in zip(*rows)]
+    columns = list(zip(*rows))
+    on_device = [i for i, c in enumerate(columns) if isinstance(c[0], torch.Tensor)]
+    cols = [torch.stack(columns[i]).float().to(vals.device) for i in on_device]
     flat = torch.cat([vals, *cols]).cpu().numpy()
     k = len(losses)
-    return flat[:k], flat[k:].reshape(len(cols), k).T
+    stats = np.empty((k, len(columns)), dtype=np.float32)
+    for j, i in enumerate(on_device):
+        stats[:, i] = flat[k * (j + 1):k * (j + 2)]
+    for i in set(range(len(columns))) - set(on_device):
+        stats[:, i] = columns[i]
+    return flat[:k], stats
