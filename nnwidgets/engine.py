@@ -26,6 +26,7 @@ from ._schedule import SchedulePlan, check_scheduler, lr_set_message
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
 from ._speed import Speed, SpeedMeter
 from ._threads import ThreadTuner
+from .data import DataError
 from .events import Event, EventBus, RemovableHandle
 from .history import History
 
@@ -494,6 +495,10 @@ class Trainer(LoopMixin):
             if ending != "failed" and self._probe is not None and (not len(last) or last[0] < self.step) \
                     and any(p.grad is not None for p in self.model.parameters()):
                 self._sample_gradients()  # the gradient view ends at the run's last step
+        except DataError as e:  # a buffered batch broke a first-batch decision (nnwidgets._batch_guard)
+            if ending != "failed":
+                ending, self.error = "failed", e
+                message = f"DataError at epoch {self.epoch}, step {self.step}: {e}"
         except Exception:  # noqa: BLE001 - a failing flush must not hide the run's own ending
             self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         self.optimizer.zero_grad(set_to_none=True)

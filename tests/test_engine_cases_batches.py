@@ -178,3 +178,19 @@ def test_fetch_returns_each_batchs_stats_beside_its_loss():
     assert values.tolist() == [0.25, 0.5] and stats.tolist() == [[0, 2], [1, 5]]
     i, err = guard.first_error(stats, epoch=3, first_step=40)
     assert i == 1 and err.code == "labels_out_of_range" and "the batch at epoch 3, step 41" in str(err)
+
+
+def test_a_broken_batch_still_buffered_when_the_run_is_stopped_fails_it(monkeypatch):
+    monkeypatch.setattr(_loop, "SNAPSHOT_INTERVAL_S", 0.0)
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    init = copy.deepcopy(model)
+    batches = binary_batches(20, bad_at=12)
+    t = nw.Trainer(model, batches, epochs=1, lr=0.1, flush_interval_s=1e9, **CPU)
+    t.on(nw.Event.BATCH_COMPLETED, lambda tr, step, epoch: tr.stop() if step == 14 else None)
+    with pytest.raises(DataError, match=r"the batch at epoch 0, step 12 has values outside 0/1.*rolled back to the "
+                                        r"weights before step 9"):
+        t.fit()
+    assert t.state == "failed" and t.step == 9
+    ref, _ = oracle(init, batches[:9], F.binary_cross_entropy_with_logits, 9, lr=0.1)
+    assert same_params(model, ref)
