@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._casts import cast_expr
 from ._targets import DataError, Notice
 
 __all__ = ["InputPlan", "plan_inputs", "pick_output", "plan_output", "describe", "move_to"]
@@ -167,7 +168,7 @@ def plan_inputs(model: nn.Module, x: Any, want: torch.dtype) -> tuple[InputPlan 
     if cast:
         notices.append(Notice("cast_features", f"Inputs {', '.join(cast)} are cast to the model's {want} on every "
                               f"batch (nn.Linear would fail with 'mat1 and mat2 must have the same dtype'). Fix in "
-                              f"PyTorch: build them with dtype={want} (e.g. x_num.float())."))
+                              f"PyTorch: build them with dtype={want} (e.g. {cast_expr('x_num', want)})."))
     return InputPlan(call, dtypes), notices
 
 

@@ -7,6 +7,14 @@ on the device as detached scalars; every ``flush_interval_s`` (0.1 s, and at eve
 the first ``WARMUP_STEPS`` steps) they are fetched in one transfer, checked with
 ``isfinite``, and appended to the history. A flush happens *before* the current step's
 ``optimizer.step()``, so a non-finite loss found there is never applied.
+
+Each batch's targets are also checked against the first batch's decisions
+(:mod:`nnwidgets._batch_guard`): 0-d device results kept beside the losses and fetched in the
+same transfer. A broken batch fails the run with the first batch's error naming its epoch and
+step; found at the current batch it was never applied, found at an earlier one the weights are
+rolled back to the last verified snapshot, as for a non-finite loss. A non-finite loss whose
+batch holds NaN/inf is reported as a data problem and that batch is skipped on resume
+(:mod:`nnwidgets._diagnose`).
 """
 from __future__ import annotations
 
@@ -17,18 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._batch_guard import fetch
+from ._diagnose import NONFINITE_FIXES, batch_ring, find_batch, nonfinite_in, nonfinite_message
 from ._model_checks import SkipBatch, skip_message
 from ._setup import move_to
 from .data import DataError, split_batch
 from .events import Event
 
-__all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET", "SNAPSHOT_INTERVAL_S"]
+__all__ = ["LoopMixin", "WARMUP_STEPS", "GRAD_BUDGET", "SNAPSHOT_INTERVAL_S", "NONFINITE_FIXES"]
 
 WARMUP_STEPS = 10     # steps flushed one by one at the start of a run (first points, exact NaN step)
 GRAD_BUDGET = 0.01    # gradient statistics may take at most this share of step time
 SNAPSHOT_INTERVAL_S = 1.0  # rollback copies of the weights are refreshed at most this often
-NONFINITE_FIXES = ("lower the learning rate (e.g. 10x), standardise the features (zero mean, unit variance), "
-                   "or clip gradients with torch.nn.utils.clip_grad_norm_")
 
 _OWN_BACKWARD = ("the step function called loss.backward() itself; return the loss instead - "
                  "nnwidgets calls zero_grad(), backward() and optimizer.step()")
@@ -52,6 +60,9 @@ class LoopMixin:
 
     _schedule = None  # nnwidgets._schedule.SchedulePlan of a run with a scheduler
     _per_step = None  # its per-step callable (a per-batch scheduler), else None
+    _ring = None      # the last raw batches, (step, batch), inspected when a loss is non-finite
+    _stats_now: tuple = ()  # the target guard's stats of the batch being trained
+    _poisoned_step = None   # a step whose batch holds NaN/inf: not retried on resume
 
     # ------------------------------------------------------------------ epochs
     def _run_epochs(self) -> None:
@@ -80,6 +91,8 @@ class LoopMixin:
         if prep.iterator is not None:
             self._batch_iter, prep.iterator = prep.iterator, None
             self._pending_batch, prep.first_batch = prep.first_batch, None
+            if self._ring is None:
+                self._ring = batch_ring(self._pending_batch)
         else:
             self._batch_iter = iter(prep.loader)
         self._epoch_loss_sum, self._epoch_n, self._epoch_steps, self._epoch_batches = 0.0, 0, 0, 0
@@ -95,7 +108,7 @@ class LoopMixin:
             raise DataError(f"train_data yielded no batches in epoch {self.epoch}; "
                             "a generator can be iterated only once - pass a DataLoader or a list of batches")
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
-                               "loss": self._epoch_loss_sum / max(self._epoch_n, 1)}
+                               "loss": self._epoch_loss_sum / self._epoch_n if self._epoch_n else math.nan}
         row.update(self._train_metrics.compute())
         if self.val_data is not None:
             self._phase = "validation"
@@ -120,7 +133,9 @@ class LoopMixin:
     def _train_step(self, batch: Any) -> None:
         model, opt = self.model, self.optimizer
         self._phase = "preparing the batch"
-        x, y = self._canonical(batch)
+        if self._ring is not None:
+            self._ring.append((self.step, batch))
+        x, y = self._canonical(batch, checked=True)
         opt.zero_grad(set_to_none=True)
         self._phase = "forward pass (model)"
         if self._custom_step is None:
@@ -130,7 +145,14 @@ class LoopMixin:
                 self._guard.open = False
                 return self._skipped(skip)
             self._phase = "loss"
-            loss = self._loss_fn(out, y)
+            try:
+                loss = self._loss_fn(out, y)
+            except (IndexError, RuntimeError) as e:  # e.g. a label out of range (CPU): the first batch's error
+                guard = self._prepared.plan.guard
+                err = guard.current_error(self._stats_now, self.epoch, self.step) if guard else None
+                if err is None:
+                    raise
+                raise err from e
         else:
             loss, out, y = self._call_custom_step(x if y is None else (x, y))
         self._phase = "backward pass"
@@ -139,8 +161,8 @@ class LoopMixin:
         now = time.perf_counter()
         if now - self._last_flush >= self.flush_interval_s or self.step < self._warm_until:
             if not self._flush(current=loss, now=now):
-                if self._batch_iter is not None:  # not applied; retried when the run resumes
-                    self._pending_batch = batch
+                if self._batch_iter is not None and self._poisoned_step != self.step:
+                    self._pending_batch = batch  # not applied; retried when the run resumes
                 return
         self._phase = "optimizer step"
         opt.step()
@@ -148,6 +170,7 @@ class LoopMixin:
             self._per_step()
         self._loss_buf.append(loss.detach())
         self._n_buf.append(_batch_size(y))
+        self._stat_buf.append(self._stats_now)
         if out is not None and y is not None:
             self._train_metrics.record(out, y)
         self.step += 1
@@ -158,11 +181,15 @@ class LoopMixin:
             self._phase = "a BATCH_COMPLETED handler"
             self._bus.fire(Event.BATCH_COMPLETED, self, step=self.step, epoch=self.epoch)
 
-    def _canonical(self, batch: Any) -> tuple[Any, Any]:
+    def _canonical(self, batch: Any, checked: bool = False) -> tuple[Any, Any]:
         if self._custom_step is not None:
             return move_to(batch, self.device), None
-        x, y = split_batch(batch)
-        return self._prepared.plan.apply(x, y, self.device, self._on_cpu)
+        x, y_raw = split_batch(batch)
+        plan = self._prepared.plan
+        x, y = plan.apply(x, y_raw, self.device, self._on_cpu)
+        if checked and plan.guard is not None:
+            self._stats_now = plan.guard.stats(y_raw, y)
+        return x, y
 
     def _skipped(self, skip: SkipBatch) -> None:
         if not any(e["name"] == "batch_skipped" for e in self.history.event_records):  # announced once
@@ -200,8 +227,12 @@ class LoopMixin:
         applied = len(self._loss_buf)
         tensors = self._loss_buf + ([current.detach()] if current is not None else [])
         if tensors:
-            values = torch.stack(tensors).float().cpu().numpy()
+            values, stats = fetch(tensors, self._stat_buf + ([self._stats_now] if current is not None else []))
             bad = np.flatnonzero(~np.isfinite(values))
+            guard = self._prepared.plan.guard if self._prepared is not None and self._prepared.plan else None
+            broken = guard.first_error(stats, self.epoch, self.step - applied) if guard is not None else None
+            if broken is not None and (not len(bad) or broken[0] < bad[0]):
+                self._broken(*broken, values, applied)
             if len(bad):
                 self._nonfinite(int(bad[0]), values, applied)
                 self._tool_time += time.perf_counter() - t0
@@ -230,7 +261,7 @@ class LoopMixin:
         self._timed_steps += len(losses)
         self._step_time = self._timed_s / self._timed_steps if self._timed_steps else None
         self._last_commit_t = now
-        self._loss_buf, self._n_buf = [], []
+        self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         cpu, own = self._cpu_mark, self._own_mark
         self._mark_window()
         self._meter.observe(len(losses), wall, self._cpu_mark - cpu, self._own_mark - own, self._tuner.threads)
@@ -243,11 +274,31 @@ class LoopMixin:
         so far (read in the loop's thread; the wall-clock mark is ``_last_commit_t``)."""
         self._cpu_mark, self._own_mark = time.thread_time(), self._tool_time
 
+    def _broken(self, index: int, error: Exception, values: np.ndarray, applied: int) -> None:
+        """A batch broke a first-batch decision: keep the verified steps before it, never apply
+        it, and fail the run with ``error`` (what the weights are now appended)."""
+        if index < applied:  # it was applied: go back to the last verified weights
+            self._restore_snapshot()
+            self._train_metrics.discard_pending()
+            kept = f"that batch had been applied, so the run rolled back to the weights before step {self.step}"
+        else:
+            if applied:
+                self._commit(values[:applied], time.perf_counter())
+            self._train_metrics.flush()
+            kept = "the run stopped before applying that batch; " + (
+                f"the weights after step {self.step - 1} are kept" if self.step else "the initial weights are kept")
+        self._loss_buf, self._n_buf, self._stat_buf = [], [], []
+        error.args = (f"{error} Training failed: {kept}.",)
+        raise error
+
     def _nonfinite(self, index: int, values: np.ndarray, applied: int) -> None:
         first_step = self.step - applied + index
         kind = "nan" if math.isnan(values[index]) else "inf"
+        batch = find_batch(self._ring, first_step)
+        data = nonfinite_in(batch) if batch is not None else None  # NaN/inf in the batch itself (syncs)
+        self._poisoned_step = first_step if data is not None else None
         if index < applied:  # a bad step was already applied: go back to the last verified weights
-            self._restore_snapshot()
+            self._restore_snapshot(keep_iterating=data is not None)
             self._train_metrics.discard_pending()
             kept = f"rolled back to the weights before step {self.step}"
         else:
@@ -255,13 +306,12 @@ class LoopMixin:
                 self._commit(values[:applied], time.perf_counter())
             self._train_metrics.flush()
             kept = f"the weights after step {self.step - 1} are kept" if self.step else "the initial weights are kept"
-        self._loss_buf, self._n_buf = [], []
+        self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         self.optimizer.zero_grad(set_to_none=True)
-        s = self.settings
-        momentum = "n/a" if s["momentum"] is None else f"{s['momentum']:g}"
-        msg = (f"loss became {kind} at step {first_step} (epoch {self.epoch}) with learning rate {s['lr']:g} "
-               f"and momentum {momentum}; training paused, {kept}. Usual fixes: {NONFINITE_FIXES}.")
-        self._record("nonfinite", name="loss", new=kind, message=msg)
+        scale = getattr(self._prepared, "scale", None)
+        msg = nonfinite_message(kind, first_step, self.epoch, kept, self.settings, data, batch is not None,
+                                scale.hint() if scale is not None else None)
+        self._record("nonfinite", name="loss" if data is None else "data", new=kind, message=msg)
         self._pause_requested = True
         self._attention = True
 
@@ -297,7 +347,10 @@ class LoopMixin:
                           "opt_entries": entries, "epoch_sums": (self._epoch_loss_sum, self._epoch_n),
                           "epoch": self.epoch, "n_epochs": len(self.history.epoch_records)}
 
-    def _restore_snapshot(self) -> None:
+    def _restore_snapshot(self, keep_iterating: bool = False) -> None:
+        """Put the snapshot back. Within the current epoch iteration goes on after the batches
+        already consumed; a target at the epoch's start runs the epoch again, unless
+        ``keep_iterating`` (a batch with NaN/inf data must not come round again)."""
         snap = self._snap
         if snap is None:
             return
@@ -312,7 +365,7 @@ class LoopMixin:
         self.history.truncate_epochs(snap["n_epochs"])
         self.step = snap["step"]
         self._train_metrics.reset()  # train metrics of the epoch restart from the rollback
-        if snap["epoch"] == self.epoch and self.step > self._epoch_first_step:
+        if snap["epoch"] == self.epoch and (self.step > self._epoch_first_step or keep_iterating):
             # the target lies inside the current epoch: its loss sums go back, iteration goes on
             self._epoch_loss_sum, self._epoch_n = snap["epoch_sums"]
             self._epoch_steps = self.step - self._epoch_first_step

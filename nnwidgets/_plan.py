@@ -6,10 +6,12 @@ Built by :func:`plan_batches` (public through :mod:`nnwidgets.data`); the loop c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from ._casts import cast_expr
 from ._inputs import InputPlan, pick_output
 from ._model_checks import BATCHNORM_ONE_SAMPLE, SkipBatch
 from ._targets import _DEFAULT_LOSS, LOSS_NAMES, DataError, Notice, apply_target_ops, plan_targets, resolve_task
@@ -59,7 +61,7 @@ def prepare_features(model: nn.Module, x, model_dtype: torch.dtype | None = None
         return x, []  # integer token ids for an embedding stay integer
     notice = Notice("cast_features", f"Features are {x.dtype} but the model's parameters are {want} "
                     f"(nn.Linear would fail with 'mat1 and mat2 must have the same dtype'); cast them to {want} "
-                    f"on every batch. Fix in PyTorch: x = x.float(), or torch.tensor(df.values, dtype={want}).")
+                    f"on every batch. Fix in PyTorch: x = {cast_expr('x', want)}, or torch.tensor(df.values, dtype={want}).")
     return x.to(want), [notice]
 
 
@@ -78,6 +80,8 @@ class BatchPlan:
         pick: Which element of a tuple/dict/object output is the output (None: a tensor).
         norms: The model's BatchNorm layers (None without): a batch of one sample in train
             mode is run with their buffers saved, and skipped (:class:`SkipBatch`) when refused.
+        guard: The per-batch target checks (:class:`nnwidgets._batch_guard.TargetGuard`, set by
+            the Trainer; None: none).
     """
 
     notices: list
@@ -86,6 +90,7 @@ class BatchPlan:
     inputs: InputPlan | None = None
     pick: tuple | None = None
     norms: list | None = None
+    guard: Any = None
 
     def apply(self, x, y, device: torch.device | None = None, on_cpu: bool = True):
         """Return ``(x, y)`` on ``device`` (None: where they are) and canonicalised: features

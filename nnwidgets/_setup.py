@@ -10,6 +10,9 @@ from torch import nn
 from . import data
 from ._inputs import move_to, plan_inputs, plan_output
 from ._metrics import binary_threshold, default_metrics
+from ._scale import target_scale
+from ._targets import apply_target_ops, loss_name
+from ._batch_guard import target_guard
 from ._model_checks import BATCHNORM_TYPES, batchnorm_notice, no_parameters_message, unregistered_notice
 
 __all__ = ["resolve_device", "build_optimizer", "OPTIMIZERS", "Prepared", "prepare_first_batch",
@@ -104,6 +107,7 @@ class Prepared:
     metrics: dict = field(default_factory=dict)
     notices: list = field(default_factory=list)
     threshold: float = 0.0  # binary: outputs above it are class 1 (0 for logits, 0.5 for probabilities)
+    scale: Any = None  # regression: nnwidgets._scale.ScaleFacts when the target is far off the outputs' scale
 
 
 def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device, *, task: str, loss: Any,
@@ -115,7 +119,9 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     :func:`nnwidgets._inputs.plan_inputs` decides for a tuple/list/dict of tensors; an output
     that is a tuple / dict / object with ``logits`` is reduced to one tensor
     (:func:`nnwidgets._inputs.plan_output`). For a binary task the accuracy threshold is decided
-    from the last layer and the loss (:func:`nnwidgets._metrics.binary_threshold`).
+    from the last layer and the loss (:func:`nnwidgets._metrics.binary_threshold`). The plan carries a
+    :class:`nnwidgets._batch_guard.TargetGuard` that checks every later batch against these
+    decisions; a regression target far off the outputs' scale is a ``target_scale`` notice.
 
     Raises:
         data.DataError: ambiguous or wrong input; the message says what, where and the fix
@@ -150,16 +156,22 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     loss_probe = data.make_loss(loss_given, "regression") if loss_given is not None else None
     task, more = data.resolve_task(task, loss_probe, output, y)
     notices += more
+    inferred = any(n.code == "task_inferred" for n in more)
     loss_fn = data.make_loss(loss_given, task)
     plan = data.plan_batches(model, x, y, output, task, loss_fn, dtype)
     plan.inputs, plan.pick = inputs, pick
     plan.norms = [m for m in model.modules() if isinstance(m, BATCHNORM_TYPES)] or None
+    width = data.output_width(output, y)
+    plan.guard = target_guard(task, loss_fn, y, plan.y_ops, width, loss_name(loss_fn), inferred)
     notices += plan.notices
+    scale = None
+    if task == "regression":
+        scale, more = target_scale(apply_target_ops(y, plan.y_ops), output)
+        notices += more
     threshold = 0.0
     if task == "binary":
         threshold, note = binary_threshold(model, loss_fn)
         notices.append(note)
-    width = data.output_width(output, y)
     chosen = dict(metrics) if metrics else default_metrics(task, width, macro)
     data.check_num_classes(chosen, width)
-    return Prepared(loader, batch, iterator, task, loss_fn, plan, width, chosen, list(notices), threshold)
+    return Prepared(loader, batch, iterator, task, loss_fn, plan, width, chosen, list(notices), threshold, scale)

@@ -5,12 +5,13 @@ every batch by :class:`nnwidgets.data.BatchPlan`. Public names live in :mod:`nnw
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._batch_guard import binary_values_error, label_range_error, where
+from ._casts import cast_expr
+from ._notices import DataError, Notice
 from ._labels import target_type_message
 
 __all__ = ["DataError", "Notice", "TASKS", "LOSS_NAMES", "resolve_task", "plan_targets",
@@ -27,31 +28,6 @@ LOSS_NAMES = {"cross_entropy": (nn.CrossEntropyLoss, "multiclass"), "nll": (nn.N
               "l1": (nn.L1Loss, "regression"), "smooth_l1": (nn.SmoothL1Loss, "regression"),
               "huber": (nn.HuberLoss, "regression")}
 _DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}
-
-
-class DataError(ValueError):
-    """A batch, target, loss or loader that cannot be trained on as given.
-
-    The message says what was found (shapes, dtypes, values), what is expected
-    and the plain-PyTorch fix; ``code`` is a short stable id (``"labels_one_based"``).
-    """
-
-    def __init__(self, message: str, code: str = "data_error") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something nnwidgets fixed in the data, and how to fix it in plain PyTorch.
-
-    Attributes:
-        code: Short id, e.g. ``"cast_features"``, ``"squeeze_target"``.
-        message: What was found, what was done, and the plain-PyTorch fix.
-    """
-
-    code: str
-    message: str
 
 
 def loss_name(loss_fn) -> str:
@@ -152,6 +128,11 @@ def resolve_task(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor) -> t
         task, why = "multiclass", f"one-hot targets over {width} outputs -> CrossEntropyLoss"
     elif binary and y.numel() == output.numel():
         task, why = "binary", "0/1 targets, one output per target -> BCEWithLogitsLoss"
+        if y.is_floating_point():
+            return task, [Notice("task_inferred", f"Treating this run as binary ({why}). The targets are {y.dtype} "
+                                 "and all 0 or 1 in the first batch; if they are values to predict, pass "
+                                 "task='regression' (or loss='mse'). Every batch is checked: a later target "
+                                 "other than 0 or 1 stops the run.")]
     else:
         task, why = "regression", f"targets {y.dtype} with values beyond 0/1 or not labels -> MSELoss"
     return task, [Notice("task_inferred", f"Treating this run as {task} ({why}). "
@@ -168,7 +149,7 @@ def _last_leaf(model: nn.Module | None) -> nn.Module | None:
 
 
 def _cast_notice(y: torch.Tensor, to: torch.dtype, why: str, code: str) -> Notice:
-    fix = {torch.int64: "y.long()", torch.float32: "y.float()"}.get(to, f"y.to({to})")
+    fix = cast_expr("y", to)
     return Notice(code, f"Targets are {y.dtype}; cast to {to} ({why}). "
                         f"Fix in PyTorch: y = {fix}, or build them with torch.tensor(..., dtype={to}).")
 
@@ -259,20 +240,9 @@ def _multiclass(task, loss_fn, output, y, ops, model) -> list[Notice]:
     labels = y[y != ignore] if isinstance(ignore, int) else y
     if labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0:
-            raise DataError(f"Class labels must lie in [0, {width - 1}], but the first batch has negative labels "
-                            f"(min {lo}, max {hi}). Remap them to 0..{width - 1}, e.g. "
-                            "y = torch.unique(y, return_inverse=True)[1].", "negative_labels")
-        if lo >= 1 and hi == width:
-            raise DataError(f"Class labels look 1-based: the first batch has labels {lo}..{hi}, but with C={width} "
-                            f"outputs {name} needs 0..{width - 1}. Shift them: y = y - 1 "
-                            "(or df['label'] - 1).", "labels_one_based")
-        if hi >= width:
-            raise DataError(f"Class label {hi} is out of range: the first batch has labels min {lo}, max {hi}, but "
-                            f"the model outputs C={width} values per sample, so labels must lie in "
-                            f"[0, {width - 1}]. Either make the last layer output {hi + 1} values "
-                            f"(nn.Linear(..., {hi + 1})), or remap the labels to 0..{width - 1}.",
-                            "labels_out_of_range")
+        error = label_range_error(lo, hi, width, name, where())
+        if error is not None:
+            raise error
     return notices + _softmax_notices(loss_fn, output, model)
 
 
@@ -329,10 +299,7 @@ def _float_target(task, loss_fn, output, y, ops, model) -> list[Notice]:
                             f"many values per sample as the target has.{hint}", "target_shape")
     if task == "binary":
         if not bool(((y == 0) | (y == 1)).all()):
-            vals = torch.unique(y)[:6].tolist()
-            raise DataError(f"{name} needs targets in {{0, 1}}, but the first batch has values {vals}. "
-                            "Fix: labels 1/2 -> y - 1; labels -1/+1 -> (y + 1) / 2; more than 2 classes -> "
-                            "task='multiclass' with nn.CrossEntropyLoss().", "binary_target_values")
+            raise binary_values_error(f"values {torch.unique(y)[:6].tolist()}", name, where(), False)
         if isinstance(loss_fn, nn.BCELoss) and not bool(((output >= 0) & (output <= 1)).all()):
             raise DataError("BCELoss needs probabilities in [0, 1], but the model output has values outside "
                             f"(min {float(output.min()):.4g}, max {float(output.max()):.4g}). Use "

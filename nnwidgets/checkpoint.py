@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ._compiled import load_plain_state_dict, plain_state_dict
 from .history import History
 
 __all__ = ["FORMAT", "CheckpointError", "checkpoint_dict", "save_checkpoint", "load_checkpoint", "check_model",
@@ -39,10 +40,13 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_dict(trainer: Any) -> dict[str, Any]:
-    """The checkpoint of ``trainer`` as a dict of state dicts and plain Python values."""
+    """The checkpoint of ``trainer`` as a dict of state dicts and plain Python values.
+
+    The model's keys are its plain names: a ``torch.compile``d model is saved without the
+    ``_orig_mod.`` prefix, so the checkpoint loads into the plain model."""
     return {
         "format": FORMAT,
-        "model": trainer.model.state_dict(),
+        "model": plain_state_dict(trainer.model.state_dict()),
         "optimizer": trainer.optimizer.state_dict(),
         "optimizer_name": type(trainer.optimizer).__name__,
         "epoch": int(trainer.epoch),
@@ -167,7 +171,7 @@ def check_model(ck: dict[str, Any], model: torch.nn.Module, path: str | os.PathL
     Raises:
         CheckpointError: keys missing or unexpected, or shapes that differ (the first few named).
     """
-    own, saved = model.state_dict(), ck["model"]
+    own, saved = plain_state_dict(model.state_dict()), plain_state_dict(ck["model"])
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
     shapes = [f"{k}: checkpoint {tuple(saved[k].shape)}, model {tuple(own[k].shape)}" for k in own
@@ -217,7 +221,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
 
 def restore(trainer: Any, ck: dict[str, Any], path: str | os.PathLike = "the checkpoint") -> None:
     """Put a loaded checkpoint into ``trainer`` (model, optimizer, counters, history); every
-    check is done before the first change.
+    check is done before the first change. Model keys are matched by their plain names, so a
+    compiled or plain model takes a checkpoint of either (also one saved with ``_orig_mod.`` keys).
 
     Raises:
         CheckpointError: the weights do not fit the model, or the optimizer state (same
@@ -233,7 +238,7 @@ def restore(trainer: Any, ck: dict[str, Any], path: str | os.PathLike = "the che
             raise CheckpointError(f"{os.fspath(path)}: the optimizer state holds parameter groups of sizes "
                                   f"{saved}, this optimizer {own}; the model was not changed. Build the "
                                   "optimizer as when it was saved (same groups), or pass another optimizer kind")
-    trainer.model.load_state_dict(ck["model"])
+    load_plain_state_dict(trainer.model, ck["model"])
     if same_kind:
         trainer.optimizer.load_state_dict(ck["optimizer"])
     trainer.epoch, trainer.step = int(ck["epoch"]), int(ck["step"])

@@ -22,7 +22,10 @@ Notice codes: ``cast_features``, ``labels_to_int64``, ``squeeze_target``,
 ``onehot_target``, ``reshape_target``, ``cast_target``, ``softmax_before_ce``,
 ``softmax_before_nll``, ``sigmoid_before_bce``, ``task_inferred``, ``workers_fallback``;
 from the Trainer also ``inputs_call``, ``output_tuple``, ``output_logits``, ``binary_threshold``,
-``unregistered_layers``, ``batchnorm_last_batch``, ``batch_skipped``, ``scheduler``.
+``unregistered_layers``, ``batchnorm_last_batch``, ``batch_skipped``, ``scheduler``,
+``target_scale``, ``target_scale_stall``. Later batches are checked against the first batch's
+decisions by :mod:`nnwidgets._batch_guard` (error codes ``binary_target_values``,
+``onehot_rows``, ``fractional_labels``, ``labels_*``, ``negative_labels``, ``target_dtype_changed``).
 """
 from __future__ import annotations
 

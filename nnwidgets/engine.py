@@ -17,14 +17,17 @@ import torch
 from torch import nn
 
 from . import hyperparams as hp
+from ._compiled import named_modules, plain_name
 from ._errors import explain
 from ._interrupt import InterruptGuard
 from ._loop import WARMUP_STEPS, LoopMixin, PauseRun, StopRun
 from ._metrics import MetricSet
+from ._scale import StallWatch
 from ._schedule import SchedulePlan, check_scheduler, lr_set_message
 from ._setup import build_optimizer, prepare_first_batch, resolve_device
 from ._speed import Speed, SpeedMeter
 from ._threads import ThreadTuner
+from .data import DataError
 from .events import Event, EventBus, RemovableHandle
 from .history import History
 
@@ -156,6 +159,7 @@ class Trainer(LoopMixin):
         self._batch_iter = self._pending_batch = None
         self._loss_buf: list = []
         self._n_buf: list = []
+        self._stat_buf: list = []  # the target guard's per-step stats, beside _loss_buf
         self._snap, self._snap_t = None, 0.0
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, 0
         self._probe = None
@@ -351,10 +355,12 @@ class Trainer(LoopMixin):
         (a name from :func:`nnwidgets.summary`) from the next step on (or when the run ends,
         if no step follows).
 
+        A ``torch.compile``d model takes the plain names (``"0"``; ``"_orig_mod.0"`` also works).
+
         Raises:
             KeyError: no module of that name.
         """
-        modules = dict(self.model.named_modules())
+        layer, modules = plain_name(layer), named_modules(self.model)
         if layer not in modules:
             raise KeyError(f"no module named {layer!r}; names are: {', '.join(n for n in modules if n)}")
         with self._ctl:
@@ -517,8 +523,12 @@ class Trainer(LoopMixin):
             if ending != "failed" and self._probe is not None and (not len(last) or last[0] < self.step) \
                     and any(p.grad is not None for p in self.model.parameters()):
                 self._sample_gradients()  # the gradient view ends at the run's last step
+        except DataError as e:  # a buffered batch broke a first-batch decision (nnwidgets._batch_guard)
+            if ending != "failed":
+                ending, self.error = "failed", e
+                message = f"DataError at epoch {self.epoch}, step {self.step}: {e}"
         except Exception:  # noqa: BLE001 - a failing flush must not hide the run's own ending
-            self._loss_buf, self._n_buf = [], []
+            self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         self.optimizer.zero_grad(set_to_none=True)
         self.model.train(getattr(self, "_mode_at_start", True))
         self._tuner.end()
@@ -559,6 +569,8 @@ class Trainer(LoopMixin):
             prep.notices += self._schedule.notices
         for n in prep.notices:
             self._record("notice", name=n.code, message=n.message)
+        if prep.scale is not None:  # a regression target far off the outputs' scale: say so if the loss stalls
+            self._bus.on(Event.EPOCH_COMPLETED, StallWatch(prep.scale))
         self._make_probe()
 
     def _make_probe(self) -> None:
@@ -611,7 +623,7 @@ class Trainer(LoopMixin):
             self._record("setting", name=name, old=old, new=new, message=message)
             self._bus.fire(Event.SETTING_CHANGED, self, name=name, old=old, new=new)
         frozen, self._freeze_pending = self._freeze_pending, {}
-        modules = dict(self.model.named_modules())
+        modules = named_modules(self.model)
         for layer, flag in frozen.items():
             for p in modules[layer].parameters():
                 p.requires_grad_(not flag)

@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._compiled import named_modules, plain_name
+
 __all__ = ["summary", "format_summary", "gradient_stats", "GradientProbe", "GradientSample",
            "activation_after", "flag_vanishing"]
 
@@ -25,7 +27,7 @@ __all__ = ["summary", "format_summary", "gradient_stats", "GradientProbe", "Grad
 def _owned_params(model: nn.Module):
     """Yield ``(path, module, params_counted_here, all_own_params)`` in model order."""
     seen: set[int] = set()
-    for path, module in model.named_modules():
+    for path, module in named_modules(model).items():  # plain names of a torch.compile'd model
         own = list(module.parameters(recurse=False))
         counted = [p for p in own if id(p) not in seen]
         seen.update(id(p) for p in own)
@@ -142,6 +144,7 @@ def gradient_stats(model: nn.Module) -> pd.DataFrame:
     """
     rows = []
     for name, p in model.named_parameters():
+        name = plain_name(name)
         g = p.grad
         a = torch.empty(0) if g is None else _dense(g.detach()).abs().float()
         norm, mean_abs, max_abs = (torch.stack([a.norm(), a.mean(), a.max()]).tolist()

@@ -113,15 +113,14 @@ def test_c02_zero_d_float_target_of_an_unbatched_sample_is_cast_and_trains():
 
 
 def test_c02_out_of_range_label_in_a_later_batch_fails_the_run_with_history_kept():
-    """Only the first batch is checked (no per-step host sync); a bad label later fails the run
-    cleanly: a DataError naming step, class count and fixes (PyTorch's IndexError as its cause),
-    state failed, the steps before it kept."""
+    """A bad label in a later batch fails the run with the first batch's error naming that batch
+    (epoch, step), PyTorch's IndexError as its cause; state failed, the steps before it kept."""
     batches = [(LOGITS, torch.tensor(LABELS)), (LOGITS, torch.tensor([0, 1, 7, 1]))]
     t = nw.Trainer(Echo(), batches, epochs=1, **CPU)
-    with pytest.raises(DataError, match=r"epoch 0, step 1 is out of range for the model's 3 outputs, labels 0\.\.2"
-                                        r".*Target 7 is out of bounds.*1-based: shift them with y - 1") as err:
+    with pytest.raises(DataError, match=r"Class label 7 is out of range: the batch at epoch 0, step 1 has labels "
+                                        r"min 0, max 7, .*C=3 .*\[0, 2\]") as err:
         t.fit()
-    assert isinstance(err.value.__cause__, IndexError)
+    assert isinstance(err.value.__cause__, IndexError) and err.value.code == "labels_out_of_range"
     assert t.state == "failed" and t.history.n_steps == 1
     assert "step 1" in events(t, "error")[0]["message"]
 
