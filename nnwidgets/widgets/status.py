@@ -9,7 +9,7 @@ Where the numbers come from:
   (one step's mini-batch loss is too noisy to read), recomputed only when steps were added;
 * ``val loss`` and the first validation metric (``val accuracy``, ``val r2``, ...): the newest
   epoch record; without validation data the first training metric (``accuracy``). They go
-  first in the same ``Label`` as the progress, so no widget message is added per refresh;
+  first in the same text widget as the progress, so no widget message is added per refresh;
 * progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
   loader has no length);
 * ``epoch k/N``: the epoch in progress, or the next one to run, counted from 1:
@@ -79,7 +79,7 @@ class StatusView:
 
     Attributes:
         widget: the ``ipywidgets.VBox``.
-        state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``Label`` with
+        state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``HTML`` (escaped text, it wraps) with
             train loss, val loss and metric, epoch/step, steps/s, ETA and overhead. failure: ``HTML``, the error of a failed run.
         halted: ``HTML``, where a stopped or paused run stopped (``"Interrupted at step 2 (epoch
             1/30). Start continues from there."``), else empty.
@@ -102,12 +102,14 @@ class StatusView:
         self._loss_text = ""
         self.state = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
-                                      layout=w.Layout(width="360px"))
-        self.info = w.Label()
+                                      layout=w.Layout(width="240px"))
+        # HTML, not Label: a Label never wraps, and the numbers cut off at 900-1400 px wide
+        self.info = w.HTML(layout=w.Layout(flex="1 1 320px", margin="0 0 0 8px"))
         self.failure = w.HTML()
         self.halted = w.HTML()
         self.notices = w.HTML(layout=w.Layout(max_height="140px", overflow="auto"))
-        self.widget = w.VBox([w.HBox([self.state, self.progress, self.info]), self.halted, self.failure,
+        line = w.HBox([self.state, self.progress, self.info], layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = w.VBox([line, self.halted, self.failure,
                               self.notices])
         self.refresh(trainer)
 
@@ -172,7 +174,7 @@ class StatusView:
         if speed is not None:
             threads = f", {speed.threads} thread{'s' * (speed.threads != 1)}" if speed.threads else ""
             parts.append(f"overhead {100 * speed.overhead:.1f} % (alone ~{speed.alone_steps_per_s:,.0f} steps/s{threads})")
-        self.info.value = " · ".join(parts)
+        self.info.value = html.escape(" · ".join(parts))
 
     def _numbers(self, trainer: Any) -> list[str]:
         """``["train loss 0.231", "val loss 0.245", "val accuracy 0.967"]`` (those known)."""
