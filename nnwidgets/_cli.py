@@ -1,8 +1,29 @@
 """The ``nnwidgets`` console script.
 
-``nnwidgets demo [--port N] [--no-browser] [--notebook NAME]`` serves a demo notebook as a
-Voilà dashboard on http://127.0.0.1:N/ (default port 8866; nothing is fetched from the
-internet) until Ctrl-C. Voilà runs the notebook each time the page is loaded.
+``nnwidgets demo [--port N] [--no-browser] [--notebook NAME] [--Class.option=value ...]`` serves
+a demo notebook as a Voilà dashboard on http://127.0.0.1:N/ (default port 8866; nothing is
+fetched from the internet) until Ctrl-C. Voilà runs the notebook each time the page is loaded;
+options written ``--Class.option=value`` are passed on to Voilà (they override ours).
+
+Each page load starts a kernel and, in the demos, a training run. So that closing or reloading
+the tab does not leave them running (8 reloads used to leave 10 kernels training at once), the
+demo configures three layers (:func:`cleanup_options`):
+
+1. Voilà's own shutdown request works: the page sends it from ``beforeunload`` with the
+   ``_xsrf`` cookie, but Voilà 0.5 never sets that cookie, so every request was refused
+   (``403 '_xsrf' argument missing from POST``) and no kernel was ever shut down. The demo sets
+   jupyter_server's ``disable_check_xsrf`` (``--Voila.tornado_settings=disable_check_xsrf=True``).
+   What that opens: the server listens on 127.0.0.1 only and has no token anyway; its only
+   non-GET endpoints are this shutdown (which needs the kernel's random 128-bit id) and
+   ``DELETE /api/kernels/<id>`` (a cross-site DELETE is stopped by CORS).
+2. Kernel culling for a page that went away without a request (a crash, a lost network): the
+   server shuts down a kernel with no connection that has been idle ``cull_idle_timeout`` s
+   (``MappingKernelManager.cull_idle_timeout=300``, checked every ``cull_interval=30`` s;
+   ``cull_connected=False``: an open page is never culled, however long it is left idle).
+3. A running kernel is never idle to the server (the panel's widget messages are activity), so
+   the panel pauses a run when no page has shown it for 120 s (``TrainingPanel(pause_unseen_s=
+   "auto")`` in a Voilà kernel; see :mod:`nnwidgets.widgets.presence`); paused, it falls silent
+   and layer 2 shuts the kernel down.
 
 Ctrl-C works even when the command was started as a background job (``nnwidgets demo &`` in a
 script, then ``fg``): such a job inherits SIGINT as *ignored*, and so would Voilà. ``main()``
@@ -14,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,12 +46,14 @@ import webbrowser
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "demo_dir", "find_notebook", "voila_command"]
+__all__ = ["main", "demo_dir", "find_notebook", "voila_command", "cleanup_options"]
 
 DEFAULT_PORT = 8866
 DEFAULT_NOTEBOOK = "01_quickstart.ipynb"
 _STARTUP_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 15.0
+CULL_IDLE_TIMEOUT_S = 300
+CULL_INTERVAL_S = 30
 
 
 def demo_dir() -> Path:
@@ -67,10 +91,21 @@ def find_notebook(name: str = DEFAULT_NOTEBOOK) -> Path:
     return folder / matches[0]
 
 
-def voila_command(notebook: Path, port: int) -> list[str]:
-    """The Voilà command line: this Python, local address only, exactly ``port``, no browser."""
+def cleanup_options(idle_timeout_s: int = CULL_IDLE_TIMEOUT_S, interval_s: int = CULL_INTERVAL_S) -> list[str]:
+    """Voilà options that shut down the kernels of closed pages (layers 1 and 2 of the module
+    doc): Voilà's shutdown request accepted, and kernels with no page connected culled after
+    ``idle_timeout_s`` s without activity, checked every ``interval_s`` s."""
+    return ["--Voila.tornado_settings=disable_check_xsrf=True",
+            f"--MappingKernelManager.cull_idle_timeout={int(idle_timeout_s)}",
+            f"--MappingKernelManager.cull_interval={int(interval_s)}",
+            "--MappingKernelManager.cull_connected=False"]
+
+
+def voila_command(notebook: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The Voilà command line: this Python, local address only, exactly ``port``, no browser,
+    :func:`cleanup_options`, then ``extra`` (``--Class.option=value``; the last value wins)."""
     return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser",
-            "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
+            "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", *cleanup_options(), *extra]
 
 
 def _port_free(port: int) -> bool:
@@ -118,7 +153,8 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DEFAULT_NOTEBOOK) -> int:
+def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DEFAULT_NOTEBOOK,
+         voila_options: Sequence[str] = ()) -> int:
     """Serve a demo notebook with Voilà until Ctrl-C (or SIGTERM); returns the exit status."""
     if importlib.util.find_spec("voila") is None:
         print("nnwidgets demo needs Voilà: pip install nnwidgets[demo]", file=sys.stderr)
@@ -138,7 +174,7 @@ def demo(port: int = DEFAULT_PORT, open_browser: bool = True, notebook: str = DE
     url = f"http://127.0.0.1:{port}/"
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     # own session: a terminal's Ctrl-C reaches only this process, which forwards it once
-    proc = subprocess.Popen(voila_command(path, port), env=env, start_new_session=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(voila_command(path, port, voila_options), env=env, start_new_session=True, preexec_fn=_default_sigint)
     try:
         if not _wait_listening(proc, port, _STARTUP_TIMEOUT_S):
             print(f"nnwidgets demo: Voilà did not start (exit status {proc.poll()})", file=sys.stderr)
@@ -166,14 +202,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     d.add_argument("--notebook", default=DEFAULT_NOTEBOOK, metavar="NAME",
                    help=f"demo notebook to serve (default {DEFAULT_NOTEBOOK}), or a path to any .ipynb")
-    args = parser.parse_args(argv)
+    d.epilog = ("Options written --Class.option=value go to Voilà, e.g. "
+                f"--MappingKernelManager.cull_idle_timeout=60 (default {CULL_IDLE_TIMEOUT_S} s).")
+    args, rest = parser.parse_known_args(argv)
     if args.command != "demo":
         parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
+    bad = [a for a in rest if not re.fullmatch(r"--[A-Za-z_]\w*\.\w+=.*", a, flags=re.S)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (Voilà options are written --Class.option=value)")
     # Ctrl-C must stop the demo even if this process inherited SIGINT as ignored (a background job)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
     try:
-        return demo(port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
+        return demo(port=args.port, open_browser=not args.no_browser, notebook=args.notebook, voila_options=rest)
     finally:
         if main_thread and previous is not None:  # None: a handler not set from Python
             signal.signal(signal.SIGINT, previous)

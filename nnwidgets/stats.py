@@ -9,6 +9,7 @@ of its training step), 64-128-64-10 MLP 0.25-0.4 ms (~0.4 step, mostly fixed per
 """
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -20,7 +21,7 @@ from torch import nn
 
 from ._compiled import named_modules, plain_name
 
-__all__ = ["summary", "format_summary", "gradient_stats", "GradientProbe", "GradientSample",
+__all__ = ["summary", "ParameterSummary", "format_summary", "gradient_stats", "GradientProbe", "GradientSample",
            "activation_after", "flag_vanishing"]
 
 
@@ -34,7 +35,41 @@ def _owned_params(model: nn.Module):
         yield path, module, counted, own
 
 
-def summary(model: nn.Module, input_size: Sequence[int] | None = None) -> pd.DataFrame:
+class ParameterSummary(pd.DataFrame):
+    """The DataFrame :func:`summary` returns: one row per layer, and its totals shown under the
+    table wherever it is displayed (``repr``, notebooks' HTML)::
+
+        name    type  shape   params  trainable  frozen
+        0     Linear  (4, 8)      36         36   False
+        1     Linear  (2, 4)      10         10   False
+        total params: 46 · trainable: 46 · non-trainable: 0
+
+    Why not a "total" row: a pandas user sums, filters and indexes the rows
+    (``df["params"].sum() == df.attrs["total_params"]``, ``df[df.frozen]``,
+    ``df.set_index("name")``), and a totals row would be counted twice or show up as a layer.
+    Anything derived from it (a filter, ``set_index``, ``copy``) is a plain ``DataFrame``.
+    """
+
+    @property
+    def _constructor(self):  # derived frames are plain DataFrames: their totals would differ
+        return pd.DataFrame
+
+    def totals_line(self) -> str:
+        """``"total params: 46 · trainable: 46 · non-trainable: 0"`` from ``attrs``."""
+        a = self.attrs
+        line = (f"total params: {a.get('total_params', 0):,} · trainable: {a.get('trainable_params', 0):,}"
+                f" · non-trainable: {a.get('non_trainable_params', 0):,}")
+        return line + (" (lazy parameters not counted)" if a.get("has_uninitialized") else "")
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()}\n{self.totals_line()}"
+
+    def _repr_html_(self) -> str | None:
+        body = super()._repr_html_()
+        return None if body is None else f"{body}<p><b>{html.escape(self.totals_line())}</b></p>"
+
+
+def summary(model: nn.Module, input_size: Sequence[int] | None = None) -> "ParameterSummary":
     """Parameter-count table, one row per module that owns parameters or is a leaf.
 
     Args:
@@ -44,7 +79,8 @@ def summary(model: nn.Module, input_size: Sequence[int] | None = None) -> pd.Dat
             eval mode materialises lazy modules; the training mode is restored afterwards.
 
     Returns:
-        DataFrame with columns ``name`` (module path), ``type`` (class name), ``shape`` (str of
+        :class:`ParameterSummary` (a ``pandas.DataFrame`` whose display ends with the totals) with
+        columns ``name`` (module path), ``type`` (class name), ``shape`` (str of
         the weight shape, ``""`` if none, ``"uninitialized"`` for lazy parameters), ``params``
         (int, parameters owned here; tied ones counted once, by the first owner, and buffers
         not at all, as torchinfo does), ``trainable`` (int), ``frozen`` (bool: has parameters,
@@ -86,7 +122,7 @@ def summary(model: nn.Module, input_size: Sequence[int] | None = None) -> pd.Dat
                      "params": int(n), "trainable": int(n_train),
                      "frozen": bool(own) and not any(p.requires_grad for p in own)})
     df = pd.DataFrame(rows, columns=["name", "type", "shape", "params", "trainable", "frozen"])
-    df = df.astype({"params": "int64", "trainable": "int64", "frozen": "bool"})
+    df = ParameterSummary(df.astype({"params": "int64", "trainable": "int64", "frozen": "bool"}))
     total, trainable = int(df["params"].sum()), int(df["trainable"].sum())
     df.attrs.update(total_params=total, trainable_params=trainable,
                     non_trainable_params=total - trainable,

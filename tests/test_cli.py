@@ -51,6 +51,21 @@ def test_voila_command_is_local_and_on_exactly_that_port():
     assert {"--port=9123", "--no-browser", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"} <= set(cmd)
 
 
+def test_voila_command_cleans_up_after_closed_pages_and_passes_options_on():
+    cmd = _cli.voila_command(Path("/x/01_quickstart.ipynb"), 9123, ["--MappingKernelManager.cull_idle_timeout=60"])
+    assert "--Voila.tornado_settings=disable_check_xsrf=True" in cmd  # Voilà's shutdown beacon is accepted
+    assert "--MappingKernelManager.cull_idle_timeout=300" in cmd and "--MappingKernelManager.cull_interval=30" in cmd
+    assert "--MappingKernelManager.cull_connected=False" in cmd
+    assert cmd[-1] == "--MappingKernelManager.cull_idle_timeout=60"  # given last: it wins
+
+
+def test_other_arguments_than_voila_options_are_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        _cli.main(["demo", "--no-browser", "--cull"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --cull (Voilà options are written --Class.option=value)" in capsys.readouterr().err
+
+
 def test_port_in_use_is_refused(capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

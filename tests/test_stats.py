@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -303,3 +304,15 @@ def test_stats_imports_no_ui():
     code = ("import sys, nnwidgets.stats; bad = [m for m in ('ipywidgets', 'IPython', 'bqplot', "
             "'anywidget') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_summary_shows_its_totals_and_stays_one_row_per_layer():
+    df = summary(nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 2)))
+    assert isinstance(df, pd.DataFrame) and len(df) == 2 and df["params"].sum() == 46  # no totals row to double
+    assert repr(df).splitlines()[-1] == "total params: 46 · trainable: 46 · non-trainable: 0"
+    assert str(df).endswith("total params: 46 · trainable: 46 · non-trainable: 0")
+    assert df._repr_html_().endswith("<p><b>total params: 46 · trainable: 46 · non-trainable: 0</b></p>")
+    derived = df[df["frozen"]]
+    assert type(derived) is pd.DataFrame and "total params" not in repr(derived)  # its totals would differ
+    lazy = summary(nn.Sequential(nn.LazyLinear(3)))
+    assert repr(lazy).endswith("total params: 0 · trainable: 0 · non-trainable: 0 (lazy parameters not counted)")

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import html
+
 import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
-__all__ = ["EventMarkers", "chart_figure", "event_label", "set_lines", "set_xy"]
+__all__ = ["EventMarkers", "chart_figure", "event_label", "legend_html", "set_lines", "set_step_ticks", "set_xy",
+           "step_ticks"]
 
 _STATES = {"paused", "stopped", "failed"}
 _KIND_COLOR = {"setting": "#7f7f7f", "nonfinite": "#d62728", "error": "#d62728",
@@ -16,13 +19,54 @@ _LABEL_CHARS = 24
 LABEL_ROWS = (0.62, 0.08)  # first label row, row spacing (fractions of the plot height)
 
 
-def chart_figure(marks: list, axes: list, title: str, height: str, legend: str) -> bq.Figure:
-    """A chart ``Figure`` of CSS ``height``, full width. The marker labels (:class:`EventMarkers`)
-    take rows in the middle of the plot, so ``legend`` should be a corner where that chart's
-    lines usually are not (the loss falls and flattens: top-right; accuracy rises: bottom-right)."""
-    return bq.Figure(marks=marks, axes=axes, title=title, legend_location=legend,
-                     fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 60},
-                     layout=widgets.Layout(width="100%", height=height))
+def chart_figure(marks: list, axes: list, title: str, height: str) -> bq.Figure:
+    """A chart ``Figure`` of CSS ``height``, as wide as its container: ``width="auto"``, since
+    ``100%`` plus the widget's 2 px margins overflowed the chart's box by 4 px and put a
+    horizontal scrollbar under every chart; ``min_width=0`` lets it shrink. The legend is :func:`legend_html`
+    above the figure, not bqplot's (drawn inside the plot, over the data). The left and right
+    margins leave room for the axis titles beside tick labels such as ``0.500``."""
+    return bq.Figure(marks=marks, axes=axes, title=title,
+                     fig_margin={"top": 36, "bottom": 44, "left": 72, "right": 64},
+                     layout=widgets.Layout(width="auto", min_width="0", height=height))
+
+
+def legend_html(entries: list[tuple[str, str, str]]) -> str:
+    """A one-line legend drawn above a chart (outside the plot, so it never hides data):
+    ``entries`` are ``(label, CSS colour, "solid" | "dashed" | "faint")``; labels are escaped.
+    Built when the series are known (construction, the first epoch), never per refresh."""
+    def item(label: str, color: str, style: str) -> str:
+        line = (f'<span style="display:inline-block;width:22px;margin-right:5px;vertical-align:middle;'
+                f'border-top:{"1px" if style == "faint" else "2.5px"} {"dashed" if style == "dashed" else "solid"} '
+                f'{color};opacity:{0.45 if style == "faint" else 1}"></span>')
+        return f'<span class="nnw-legend-item" style="margin-right:18px;white-space:nowrap">{line}{html.escape(label)}</span>'
+    return f'<div class="nnw-legend" style="font-size:12px;line-height:20px">{"".join(item(*e) for e in entries)}</div>'
+
+
+def step_ticks(last: int, max_ticks: int = 8) -> np.ndarray:
+    """Whole-step tick values for a step axis ``[0, last]``: multiples of the smallest of
+    1, 2, 5, 10, 20, 50, ... that gives at most ``max_ticks`` ticks. (d3's own ticks at
+    ``tick_format="d"`` read "0 1 1 2 3 3" on a 3-step run: ticks at 0.5 steps, rounded.)
+
+    Example:
+        >>> step_ticks(3).tolist(), step_ticks(1000).tolist()[:3]
+        ([0.0, 1.0, 2.0, 3.0], [0.0, 200.0, 400.0])
+    """
+    last, power = max(int(last), 1), 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            if last // step + 1 <= max_ticks:
+                return np.arange(0, last + 1, step, dtype=np.float32)
+        power *= 10
+
+
+def set_step_ticks(axis: bq.Axis, last: int) -> None:
+    """Give ``axis`` the :func:`step_ticks` of ``[0, last]``; a message only when they change
+    (a new tick fits, or the spacing grows: a few times per doubling of the run). bqplot has no
+    way back to its own ticks once ``tick_values`` was set, so the ticks are always ours."""
+    values = step_ticks(last)
+    current = axis.tick_values
+    if current is None or not np.array_equal(np.asarray(current, np.float32), values):
+        axis.tick_values = values
 
 
 def set_xy(mark: bq.Mark, x: np.ndarray, y: np.ndarray) -> None:
@@ -89,7 +133,9 @@ class EventMarkers:
     plot (``LABEL_ROWS``; the legend sits in a corner above or below it; row = marker number mod
     ``max_labels``: labels never overlap each other and keep their row while newer ones arrive). A label in the right half of the step axis ends at its line, one in
     the left half starts there, so none runs past the plot's edge. Older markers keep their
-    line; every event is also in the notices box and ``history.events``.
+    line; every event is also in the notices box and ``history.events``. A state marker that
+    repeats the one before it (Step pressed five times: five "paused") is one marker at the
+    newest step, ``"paused ×5"``.
 
     Args:
         x_scale: the chart's step scale.
@@ -120,6 +166,7 @@ class EventMarkers:
     def reset(self) -> None:
         """Remove all markers."""
         self.n_events = 0
+        self._repeats = 1
         self.steps: list[int] = []
         self.texts: list[str] = []
         self.kinds: list[str] = []
@@ -134,9 +181,16 @@ class EventMarkers:
         for ev in new:
             text = event_label(ev)
             if text is not None:
-                self.steps.append(int(ev["step"]))
-                self.texts.append(text)
-                self.kinds.append(ev["name"] if ev["kind"] == "state" else ev["kind"])
+                kind = ev["name"] if ev["kind"] == "state" else ev["kind"]
+                if ev["kind"] == "state" and self.kinds and self.kinds[-1] == kind:
+                    # Step pressed again and again: one "paused ×n" marker at the newest step
+                    self._repeats += 1
+                    self.steps[-1], self.texts[-1] = int(ev["step"]), f"{text} \u00d7{self._repeats}"
+                else:
+                    self._repeats = 1
+                    self.steps.append(int(ev["step"]))
+                    self.texts.append(text)
+                    self.kinds.append(kind)
                 added = True
         if added:
             self._send()

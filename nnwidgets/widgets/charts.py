@@ -24,12 +24,13 @@ import ipywidgets as widgets
 import numpy as np
 
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
-from ._marks import EventMarkers, chart_figure, set_lines, set_xy
+from ._marks import EventMarkers, chart_figure, legend_html, set_lines, set_step_ticks, set_xy
 
 __all__ = ["LossChart", "MetricChart", "TrainingCharts"]
 
 _BLUE, _ORANGE = "#1f77b4", "#ff7f0e"
 _COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+_Y_LABEL_OFFSET = "50px"  # the y-axis title beyond tick labels such as "0.500" (bqplot's default overlapped them)
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
 
 
@@ -58,7 +59,8 @@ class LossChart:
         height: CSS height of the figure.
 
     Attributes:
-        widget: ``VBox([log toggle, figure])``.
+        widget: ``VBox([HBox([log toggle, legend]), figure])``; legend: ``HTML`` drawn above the
+            plot (bqplot's legend sat on the data).
         raw, smooth, val: the bqplot ``Lines`` marks; ``markers``: :class:`EventMarkers`.
         log_toggle: ``ToggleButton``; ``True`` puts the loss lines on a ``LogScale`` and shows
             the y axis drawn with it. y_scale, y_axis: the loss scale and y axis in use.
@@ -77,26 +79,30 @@ class LossChart:
         self.x_scale = bq.LinearScale()
         # both loss scales and both loss axes exist from the start; the toggle swaps them
         self._y_scales = {False: bq.LinearScale(), True: bq.LogScale()}
-        self._y_axes = {log: bq.Axis(scale=scale, side="left", label="loss", tick_format=".3g")
+        self._y_axes = {log: bq.Axis(scale=scale, side="left", label="loss", tick_format=".3g",
+                                  label_offset=_Y_LABEL_OFFSET)
                         for log, scale in self._y_scales.items()}
         self.y_scale: bq.Scale = self._y_scales[False]
         self.y_axis: bq.Axis = self._y_axes[False]
         sc = {"x": self.x_scale, "y": self.y_scale}
         self.raw = bq.Lines(scales=dict(sc), colors=[_BLUE], opacities=[0.3], stroke_width=1,
-                            labels=["train loss (per step)"], display_legend=True)
+                            labels=["train loss (per step)"], display_legend=False)
         self.smooth = bq.Lines(scales=dict(sc), colors=[_BLUE], stroke_width=2.5,
-                               labels=["train loss (EMA)"], display_legend=True)
+                               labels=["train loss (EMA)"], display_legend=False)
         self.val = bq.Lines(scales=dict(sc), colors=[_ORANGE], stroke_width=2, marker="circle",
-                            marker_size=24, labels=["validation loss"], display_legend=True)
+                            marker_size=24, labels=["validation loss"], display_legend=False)
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         axes = [self.x_axis, self.y_axis]
-        self.figure = chart_figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height,
-                              "top-right")
+        self.figure = chart_figure([self.raw, self.smooth, self.val, *self.markers.marks], axes, "Loss", height)
+        self.legend = widgets.HTML(legend_html([("train loss (per step)", _BLUE, "faint"),
+                                                ("train loss (EMA)", _BLUE, "solid"),
+                                                ("validation loss", _ORANGE, "solid")]))
         self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
                                                tooltip="Loss axis on a log scale")
         self.log_toggle.observe(self._on_log, "value")
-        self.widget = widgets.VBox([self.log_toggle, self.figure])
+        self.widget = widgets.VBox([widgets.HBox([self.log_toggle, self.legend], layout=widgets.Layout(
+            flex_flow="row wrap", align_items="center", grid_gap="4px 16px")), self.figure])
         self._lock = threading.RLock()  # refresh (updater thread) vs. toggle (kernel thread)
         self.reset()
 
@@ -198,7 +204,8 @@ class MetricChart:
         height: CSS height of the figure.
 
     Attributes:
-        widget: the bqplot ``Figure``. keys: metric keys shown, in record order.
+        widget: ``VBox([legend, figure])``; figure: the bqplot ``Figure``; legend: ``HTML``, one entry
+            per metric line (set at the first epoch record). keys: metric keys shown, in record order.
         marks: ``{(axis, val): Lines}``, axis ``"score"`` (left) or ``"value"`` (right), ``val``
             True for the dashed validation mark. score_axis, value_axis: the y axes.
 
@@ -218,14 +225,17 @@ class MetricChart:
                 self.marks[axis, val] = bq.Lines(
                     x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales={"x": self.x_scale, "y": scale},
                     marker="circle", marker_size=20, line_style="dashed" if val else "solid", stroke_width=2,
-                    labels=[], display_legend=True)
+                    labels=[], display_legend=False)
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
-        self.score_axis = bq.Axis(scale=self.score_scale, side="left", label="", tick_format=".2f", visible=False)
-        self.value_axis = bq.Axis(scale=self.value_scale, side="right", label="", tick_format=".3g", visible=False)
-        self.widget = self.figure = chart_figure([*self.marks.values(), *self.markers.marks],
-                                            [self.x_axis, self.score_axis, self.value_axis], "Metrics", height,
-                                            "bottom-right")
+        self.score_axis = bq.Axis(scale=self.score_scale, side="left", label="", tick_format=".2f", visible=False,
+                                  label_offset=_Y_LABEL_OFFSET)
+        self.value_axis = bq.Axis(scale=self.value_scale, side="right", label="", tick_format=".3g", visible=False,
+                                  label_offset=_Y_LABEL_OFFSET)
+        self.figure = chart_figure([*self.marks.values(), *self.markers.marks],
+                                   [self.x_axis, self.score_axis, self.value_axis], "Metrics", height)
+        self.legend = widgets.HTML()
+        self.widget = widgets.VBox([self.legend, self.figure])
         self.reset()
 
     def reset(self) -> None:
@@ -243,6 +253,8 @@ class MetricChart:
             mark.labels = []
         for axis in (self.score_axis, self.value_axis):
             axis.visible, axis.label = False, ""
+        if self.legend.value:
+            self.legend.value = ""
 
     @staticmethod
     def _bounded(base: str) -> bool:
@@ -271,6 +283,8 @@ class MetricChart:
                 self.marks[slot].labels = [k.replace("_", " ") for k in rows]
                 self.marks[slot].colors = [_COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)]
                                            for k in rows] or [_COLORS[0]]
+        self.legend.value = legend_html([(k.replace("_", " "), _COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)],
+                                          "dashed" if k.startswith("val_") else "solid") for k in keys])
         left = [b for b in bases if self._bounded(b)]
         right = [b for b in bases if not self._bounded(b)]
         with self.score_axis.hold_sync():
@@ -341,6 +355,8 @@ class TrainingCharts:
             if scale.min != 0.0 or scale.max != last:
                 with scale.hold_sync():
                     scale.min, scale.max = 0.0, last
+        for axis in (self.loss.x_axis, self.metrics.x_axis):
+            set_step_ticks(axis, int(last))
 
     def reset(self) -> None:
         """Reset both charts."""

@@ -19,10 +19,20 @@ run gets one final refresh and then costs almost nothing. A button click wakes i
 (still throttled). An exception raised by a view is written once into the notices box; the
 thread keeps going. ``close()`` stops and joins the thread and closes the widgets; it does not
 stop training (call ``trainer.stop()`` for that).
+
+Nobody watching: with ``pause_unseen_s`` set (by default only in a Voilà kernel) the panel
+holds a hidden :class:`~nnwidgets.widgets.presence.Presence` view that pings the kernel every
+few seconds from each page showing it; when a page has shown the panel and then none has
+pinged for ``pause_unseen_s`` seconds while the run is running, the updater thread calls
+``trainer.pause()`` and says so in the notices. Why only in Voilà: there a kernel belongs to
+one page load and a closed page means an abandoned run (the kernel's widget messages keep it
+"active", so idle culling alone never removes it; see :mod:`~nnwidgets.widgets.presence`); in
+JupyterLab or Notebook a run is expected to go on while its tab is closed.
 """
 from __future__ import annotations
 
 import collections
+import os
 import time
 import threading
 from typing import Any
@@ -35,14 +45,33 @@ from .controls import ControlsView
 from .gradients import GradientView
 from .network import NetworkView
 from .parameters import ParametersView
+from .presence import Presence
 from .status import StatusView
 
-__all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S"]
+__all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S", "PAUSE_UNSEEN_S",
+           "in_voila"]
 
 MIN_INTERVAL_S = 0.2   # ≤ 5 refreshes per second
 VIEW_INTERVAL_S = 1.0  # the tab shown: ≤ 1 refresh per second while running
 IDLE_INTERVAL_S = 1.0  # signature checks while nothing runs
+PAUSE_UNSEEN_S = 120.0  # "auto" in Voilà: > 60 s, the timer period of a long-hidden Chromium tab
 _SHARE_WINDOW_S = 5.0
+
+
+def in_voila() -> bool:
+    """True in a kernel started by Voilà (it puts ``VOILA_*`` variables in the kernel's
+    environment: ``VOILA_BASE_URL`` at start, ``VOILA_KERNEL_ID`` before the notebook runs)."""
+    return any(k in os.environ for k in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_REQUEST_URL"))
+
+
+def _pause_unseen(value: Any) -> float | None:
+    if value == "auto":
+        return PAUSE_UNSEEN_S if in_voila() else None
+    if value is None:
+        return None
+    if isinstance(value, str) or not float(value) > 0:
+        raise ValueError(f"pause_unseen_s must be a number of seconds > 0, None or 'auto', got {value!r}")
+    return float(value)
 
 
 def _two_feature_inputs(trainer: Any) -> Any:
@@ -78,14 +107,20 @@ class TrainingPanel(w.VBox):
             often than the status line; a click, a tab change and the end of a run refresh at once.
         charts, gradients, parameters: include the Training charts, Gradients and
             Parameters tabs.
+        pause_unseen_s: pause a running run when a page showed the panel and none has for this
+            many seconds (``None``: never; ``"auto"``, the default: ``PAUSE_UNSEEN_S`` = 120 s
+            in a Voilà kernel, else never). Pages ping every ``min(5, pause_unseen_s / 4)`` s.
 
     Attributes:
         trainer: the Trainer. controls: :class:`ControlsView`. status: :class:`StatusView`.
         views: list of ``(title, view)`` shown as tabs, in order.
         tab: the ``ipywidgets.Tab``. refreshes: number of refreshes done so far.
+        pause_unseen_s: the resolved timeout (``None``: off). presence: the
+            :class:`~nnwidgets.widgets.presence.Presence`, or ``None`` when off.
 
     Raises:
-        ValueError: ``update_interval_s`` < 0.2 or ``view_interval_s`` < ``update_interval_s``.
+        ValueError: ``update_interval_s`` < 0.2, ``view_interval_s`` < ``update_interval_s``,
+            or ``pause_unseen_s`` not ``None``, ``"auto"`` or a number > 0.
 
     Example:
         >>> p = TrainingPanel(Trainer(model, loader, epochs=20))   # doctest: +SKIP
@@ -93,13 +128,15 @@ class TrainingPanel(w.VBox):
     """
 
     def __init__(self, trainer: Any, *, update_interval_s: float = 0.2, view_interval_s: float = VIEW_INTERVAL_S,
-                 charts: bool = True, gradients: bool = True, parameters: bool = True) -> None:
+                 charts: bool = True, gradients: bool = True, parameters: bool = True,
+                 pause_unseen_s: float | str | None = "auto") -> None:
         if not update_interval_s >= MIN_INTERVAL_S:
             raise ValueError(f"update_interval_s must be >= {MIN_INTERVAL_S} s (at most 5 refreshes per "
                              f"second), got {update_interval_s!r}")
         if not view_interval_s >= update_interval_s:
             raise ValueError(f"view_interval_s must be >= update_interval_s ({update_interval_s} s), "
                              f"got {view_interval_s!r}")
+        self.pause_unseen_s = _pause_unseen(pause_unseen_s)
         self.trainer = trainer
         self.update_interval_s, self.view_interval_s = float(update_interval_s), float(view_interval_s)
         self.refreshes = 0
@@ -110,7 +147,10 @@ class TrainingPanel(w.VBox):
         self.status = StatusView(trainer)
         self.controls = ControlsView(trainer, notify=self.status.log, on_action=self._wake.set)
         self.tab = w.Tab()
-        super().__init__(children=[self.controls.widget, self.status.widget, self.tab])
+        self.presence = None if self.pause_unseen_s is None else Presence(min(5.0, self.pause_unseen_s / 4))
+        self._paused_for: float | None = None
+        hidden = [] if self.presence is None else [self.presence.widget]
+        super().__init__(children=[self.controls.widget, self.status.widget, self.tab, *hidden])
         tabs: list[tuple[str, Any]] = []
         if charts:
             tabs.append(("Training charts", TrainingCharts))
@@ -162,6 +202,8 @@ class TrainingPanel(w.VBox):
                     last_refresh = time.perf_counter()
                     last_views = now if views else last_views
                     last_sig = None if running else self._signature()
+                if running:
+                    self._pause_if_unseen()
             except Exception as e:  # noqa: BLE001 - the thread must outlive any error
                 self._log_once("panel", e)
             tick = self._account(tick, running)
@@ -170,6 +212,15 @@ class TrainingPanel(w.VBox):
                 break
             if self.trainer.state != "running":
                 self._wake.wait(IDLE_INTERVAL_S)
+
+    def _pause_if_unseen(self) -> None:
+        """Pause the running run when a page showed the panel and none has for ``pause_unseen_s``."""
+        unseen = None if self.presence is None else self.presence.unseen_for()
+        if unseen is not None and unseen > self.pause_unseen_s and self._paused_for != self.presence.last_ping:
+            self._paused_for = self.presence.last_ping  # once per silence: a Resume from Python is obeyed
+            self.trainer.pause()
+            self.status.log(f"Paused: no page has shown this panel for {unseen:.0f} s (closed or lost). "
+                            "Resume continues from there.", kind="notice")
 
     def _account(self, since: tuple[float, float], running: bool) -> tuple[float, float]:
         """CPU share of this thread while the run is running: the thread's CPU seconds
@@ -250,6 +301,8 @@ class TrainingPanel(w.VBox):
                     pass
         if getattr(self, "tab", None) is not None:
             self.tab.close()
+        if getattr(self, "presence", None) is not None:
+            self.presence.close()
         super().close()
 
 

@@ -5,6 +5,11 @@ text: the HTML widgets here get ``html.escape``d strings only.
 
 Where the numbers come from:
 
+* ``train loss``: the mean of the newest ``LOSS_WINDOW`` (50) finite per-step training losses
+  (one step's mini-batch loss is too noisy to read), recomputed only when steps were added;
+* ``val loss`` and the first validation metric (``val accuracy``, ``val r2``, ...): the newest
+  epoch record; without validation data the first training metric (``accuracy``). They go
+  first in the same text widget as the progress, so no widget message is added per refresh;
 * progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
   loader has no length);
 * ``epoch k/N``: the epoch in progress, or the next one to run, counted from 1:
@@ -29,16 +34,20 @@ from __future__ import annotations
 
 import collections
 import html
+import math
 import threading
 import time
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
 
 __all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration"]
 
 NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
+LOSS_WINDOW = 50
+_NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
 _COLORS = {"notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
@@ -70,8 +79,8 @@ class StatusView:
 
     Attributes:
         widget: the ``ipywidgets.VBox``.
-        state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``Label`` with
-            epoch/step, steps/s, ETA and overhead. failure: ``HTML``, the error of a failed run.
+        state: ``HTML`` with the state name. progress: ``IntProgress``. info: ``HTML`` (escaped text, it wraps) with
+            train loss, val loss and metric, epoch/step, steps/s, ETA and overhead. failure: ``HTML``, the error of a failed run.
         halted: ``HTML``, where a stopped or paused run stopped (``"Interrupted at step 2 (epoch
             1/30). Start continues from there."``), else empty.
         notices: ``HTML``, escaped entries newest first.
@@ -89,14 +98,18 @@ class StatusView:
         self._n_events = 0
         self._shown_items = -1
         self._samples: collections.deque = collections.deque()
+        self._loss_key: tuple = ()
+        self._loss_text = ""
         self.state = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
-                                      layout=w.Layout(width="360px"))
-        self.info = w.Label()
+                                      layout=w.Layout(width="240px"))
+        # HTML, not Label: a Label never wraps, and the numbers cut off at 900-1400 px wide
+        self.info = w.HTML(layout=w.Layout(flex="1 1 320px", margin="0 0 0 8px"))
         self.failure = w.HTML()
         self.halted = w.HTML()
         self.notices = w.HTML(layout=w.Layout(max_height="140px", overflow="auto"))
-        self.widget = w.VBox([w.HBox([self.state, self.progress, self.info]), self.halted, self.failure,
+        line = w.HBox([self.state, self.progress, self.info], layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = w.VBox([line, self.halted, self.failure,
                               self.notices])
         self.refresh(trainer)
 
@@ -151,7 +164,7 @@ class StatusView:
         rate = self._rate(trainer, state)
         self.steps_per_s = rate
         self.eta_s = (spe * target - step) / rate if rate and spe else None
-        parts = [f"epoch {epoch_shown(epoch, target)}/{target}",
+        parts = self._numbers(trainer) + [f"epoch {epoch_shown(epoch, target)}/{target}",
                  f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
         if rate:
             parts.append(f"{rate:,.1f} steps/s")
@@ -161,7 +174,28 @@ class StatusView:
         if speed is not None:
             threads = f", {speed.threads} thread{'s' * (speed.threads != 1)}" if speed.threads else ""
             parts.append(f"overhead {100 * speed.overhead:.1f} % (alone ~{speed.alone_steps_per_s:,.0f} steps/s{threads})")
-        self.info.value = " · ".join(parts)
+        self.info.value = html.escape(" · ".join(parts))
+
+    def _numbers(self, trainer: Any) -> list[str]:
+        """``["train loss 0.231", "val loss 0.245", "val accuracy 0.967"]`` (those known)."""
+        h = trainer.history
+        n, records = h.n_steps, h.epoch_records
+        key = (id(h), n, len(records))
+        if key != self._loss_key:
+            self._loss_key = key
+            recent = h.loss_since(max(0, n - LOSS_WINDOW))
+            recent = recent[np.isfinite(recent)]
+            parts = [f"train loss {float(recent.mean()):.3g}"] if len(recent) else []
+            last = records[-1] if records else {}
+            metrics = [k for k, v in last.items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
+            shown = ["val_loss"] + ([next((k for k in metrics if k.startswith("val_")), None)
+                                     or next((k for k in metrics if not k.startswith("val_")), None)])
+            for k in shown:
+                v = last.get(k)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    parts.append(f"{k.replace('_', ' ')} {v:.3g}")
+            self._loss_text = " · ".join(parts)
+        return [self._loss_text] if self._loss_text else []
 
     def _events(self, events: list[dict]) -> None:
         if len(events) != self._n_events:

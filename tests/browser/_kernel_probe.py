@@ -203,17 +203,23 @@ _LINE_POINTS_JS = """
 }
 """
 
+# The legend of a chart is the HTML row (``.nnw-legend``) in the chart's box, above the figure.
 _LEGEND_JS = """
 ([root, title]) => {
   const rootEl = document.querySelector(root);
   for (const fig of (rootEl ? rootEl.querySelectorAll('.bqplot.figure') : [])) {
     const head = fig.querySelector('text.mainheading');
-    if (head && head.textContent === title)
-      return [...fig.querySelectorAll('text.legendtext')].map(t => t.textContent);
+    if (!head || head.textContent !== title) continue;
+    for (let box = fig.parentElement; box && box !== rootEl; box = box.parentElement) {
+      const legend = box.querySelector('.nnw-legend');
+      if (legend) return [...legend.querySelectorAll('.nnw-legend-item')].map(t => t.textContent);
+    }
+    return [];
   }
   return null;
 }
 """
+
 
 PANEL_CLASS = "test-run-panel"
 
@@ -256,14 +262,15 @@ class PanelUI:
 
     def info_text(self) -> str:
         """``epoch a/b · step n/m · ...`` label of the status line."""
-        return self.root.locator(".widget-label", has_text="step ").first.inner_text().strip()
+        return self.root.locator(".widget-html", has_text="step ").first.inner_text().strip()
 
     def shown_step(self) -> int:
         m = re.search(r"step ([\d,]+)", self.info_text())
         return int(m.group(1).replace(",", "")) if m else -1
 
     def legend(self, figure_title: str) -> list[str]:
-        """Legend entries of the bqplot figure titled ``figure_title``."""
+        """Legend entries of the chart whose bqplot figure is titled ``figure_title`` (the HTML
+        legend above the figure)."""
         return self.page.evaluate(_LEGEND_JS, [self.selector, figure_title]) or []
 
     def line_points(self, figure_title: str) -> dict[str, int]:

@@ -347,3 +347,52 @@ def test_refresh_during_background_run_matches_fresh_chart():
     assert live.metrics.keys == fresh.metrics.keys == ["accuracy", "val_accuracy"]
     for key in fresh.metrics.keys:
         np.testing.assert_array_equal(live.metrics.series(key)[1], fresh.metrics.series(key)[1])
+
+
+def test_legends_sit_above_the_plots_not_on_the_data():
+    c = TrainingCharts()
+    for mark in [c.loss.raw, c.loss.smooth, c.loss.val, *c.metrics.marks.values()]:
+        assert mark.display_legend is False
+    assert [i.count("nnw-legend-item") for i in (c.loss.legend.value, c.metrics.legend.value)] == [3, 0]
+    for label in ("train loss (per step)", "train loss (EMA)", "validation loss"):
+        assert label in c.loss.legend.value
+    h = History()
+    h.append_epoch({"epoch": 0, "step": 3, "loss": 0.5, "accuracy": 0.7, "val_loss": 0.4, "val_accuracy": 0.8,
+                    "lr": 0.01, "time_s": 1.0})
+    c.metrics.refresh(SimpleNamespace(history=h))
+    assert c.metrics.legend.value.count("nnw-legend-item") == 2 and "val accuracy" in c.metrics.legend.value
+    assert "dashed" in c.metrics.legend.value.split("val accuracy")[0].rsplit("nnw-legend-item", 1)[1]
+
+
+def test_step_ticks_are_whole_steps_at_most_8():
+    from nnwidgets.widgets._marks import set_step_ticks, step_ticks
+    assert step_ticks(3).tolist() == [0, 1, 2, 3] and step_ticks(8).tolist() == [0, 2, 4, 6, 8]
+    assert step_ticks(3804).tolist() == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500]
+    for last in range(0, 5000, 7):
+        ticks = step_ticks(last)
+        assert len(ticks) <= 8 and ticks[0] == 0 and ticks[-1] <= max(last, 1) and np.all(ticks == np.round(ticks))
+    c = TrainingCharts()
+    h = History()
+    h.append_steps(0, np.ones(3, np.float32), 0.01, 0.0, 1.0)
+    c.refresh(SimpleNamespace(history=h))
+    assert c.loss.x_axis.tick_values.tolist() == [0, 1, 2, 3] == c.metrics.x_axis.tick_values.tolist()
+    h.append_steps(0, np.ones(20, np.float32), 0.01, 1.0, 2.0)
+    c.refresh(SimpleNamespace(history=h))
+    assert c.loss.x_axis.tick_values.tolist() == [0, 5, 10, 15, 20]
+    sent = []
+    c.loss.x_axis.observe(sent.append, "tick_values")
+    set_step_ticks(c.loss.x_axis, 24)  # the same ticks: nothing sent
+    assert sent == []
+
+
+def test_repeated_paused_markers_are_one_marker_with_a_count():
+    from nnwidgets.widgets._marks import EventMarkers
+    import bqplot as bq
+    m = EventMarkers(bq.LinearScale())
+    ev = lambda step, kind, name, **kw: {"step": step, "epoch": 0, "kind": kind, "name": name, **kw}
+    events = [ev(2, "state", "paused")] + [ev(s, "state", "paused") for s in (3, 4, 5, 6)]
+    m.update(events)
+    assert (m.steps, m.texts) == ([6], ["paused \u00d75"])
+    events += [ev(6, "setting", "lr", old=0.01, new=0.1), ev(9, "state", "paused")]
+    m.update(events)
+    assert m.texts == ["paused \u00d75", "lr 0.01\u21920.1", "paused"] and m.steps == [6, 6, 9]

@@ -273,3 +273,43 @@ def test_close_joins_within_a_second_and_training_continues(make):
     assert not p._thread.is_alive()
     step = t.step
     assert wait_for(lambda: t.step > step + 20, 5) and t.state == "running"
+
+
+# ---------------------------------------------------------------- nobody watching
+def test_pause_unseen_is_off_outside_voila_and_120_s_inside(make, monkeypatch):
+    for k in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_REQUEST_URL"):
+        monkeypatch.delenv(k, raising=False)
+    p = make(Trainer(mlp(), loader(200), epochs=1))
+    assert p.pause_unseen_s is None and p.presence is None and len(p.children) == 3
+    monkeypatch.setenv("VOILA_KERNEL_ID", "abc")
+    q = make(Trainer(mlp(), loader(200), epochs=1))
+    assert q.pause_unseen_s == 120.0 and q.presence.widget in q.children
+    assert q.presence.widget.interval_ms == 5000
+    with pytest.raises(ValueError, match=r"pause_unseen_s must be a number of seconds > 0, None or 'auto', got 0"):
+        TrainingPanel(Trainer(mlp(), loader(200), epochs=1), pause_unseen_s=0)
+
+
+def test_a_run_no_page_has_shown_is_never_paused(make):
+    t = Trainer(mlp(), loader(), epochs=50, lr=0.01)
+    p = make(t, pause_unseen_s=0.3)
+    t.start()
+    time.sleep(1.0)
+    assert t.state == "running" and p.presence.unseen_for() is None
+
+
+def test_the_run_pauses_once_when_the_pages_stop_pinging(make):
+    t = Trainer(mlp(), loader(), epochs=50, lr=0.01)
+    p = make(t, pause_unseen_s=0.6)
+    assert p.presence.widget.interval_ms == 250  # pause_unseen_s / 4, at least 0.25 s
+    t.start()
+    for _ in range(8):  # a page pings: the run goes on
+        p.presence._on_msg(p.presence.widget, {"type": "ping"}, [])
+        time.sleep(0.15)
+    assert t.state == "running" and p.presence.pings == 8
+    assert wait_for(lambda: t.state == "paused", 3)  # then the page is gone
+    notices = [m for kind, m in p.status.messages if m.startswith("Paused: no page")]
+    assert len(notices) == 1 and "Resume continues from there" in notices[0], notices
+    t.resume()  # a Resume from Python is obeyed, not undone by the same silence
+    assert wait_for(lambda: t.state == "running", 3)
+    time.sleep(0.8)
+    assert t.state == "running"

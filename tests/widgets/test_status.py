@@ -1,6 +1,8 @@
 """StatusView: one epoch number in every state, where a run stopped, the overhead line."""
 from types import SimpleNamespace
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -44,7 +46,7 @@ def test_an_interrupted_run_says_where_it_stopped():
     assert t.state == "stopped" and t.step == 2
     view = StatusView(t)
     assert view.halted.value.endswith("Interrupted at step 2 (epoch 1/3). Start continues from there.</span>")
-    assert view.info.value.startswith("epoch 1/3 · step 2/12")
+    assert view.info.value.startswith("train loss ") and " · epoch 1/3 · step 2/12" in view.info.value
     t.resume()  # runs on in the background; a finished run says nothing about stopping
     assert t.wait(20) and t.state == "completed"
     view.refresh(t)
@@ -74,3 +76,21 @@ def test_overhead_is_the_slowdown_against_the_rate_alone():
     assert "overhead 2.0 % (alone ~1,000 steps/s, 1 thread)" in view.info.value
     view.refresh(fake("running"))   # no reading yet (no steps committed): nothing claimed
     assert "overhead" not in view.info.value
+
+
+def test_numbers_first_train_loss_of_the_last_50_steps_then_validation():
+    h = History()
+    losses = np.arange(1, 81, dtype=np.float32) / 100  # steps 0..79: 0.01 .. 0.80
+    losses[-1] = np.inf  # a non-finite loss is left out of the mean
+    h.append_steps(0, losses, 0.01, 0.0, 1.0)
+    view = StatusView(SimpleNamespace(**{**vars(fake("running", step=80, epoch=0, spe=80)), "history": h}))
+    expected = float(np.mean(losses[30:79]))  # the newest 50 steps, less the inf
+    assert view.info.value.startswith(f"train loss {expected:.3g} · epoch 1/30"), view.info.value
+    h.append_epoch({"epoch": 0, "step": 80, "loss": 0.4, "accuracy": 0.9, "val_loss": 0.2451,
+                    "val_accuracy": 0.96666, "lr": 0.01, "time_s": 1.0})
+    view.refresh(SimpleNamespace(**{**vars(fake("running", step=80, epoch=1, spe=80)), "history": h}))
+    assert view.info.value.startswith(f"train loss {expected:.3g} · val loss 0.245 · val accuracy 0.967 · epoch 2/30")
+    h2 = History()  # no validation data: the training metric
+    h2.append_epoch({"epoch": 0, "step": 0, "loss": 0.4, "r2": 0.51234, "mae": 0.3, "lr": 0.01, "time_s": 1.0})
+    view.refresh(SimpleNamespace(**{**vars(fake("running", step=0, epoch=1)), "history": h2}))
+    assert view.info.value.startswith("r2 0.512 · epoch 2/30"), view.info.value
