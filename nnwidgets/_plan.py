@@ -13,6 +13,7 @@ from torch import nn
 
 from ._casts import cast_expr
 from ._inputs import InputPlan, pick_output
+from ._loss_checks import align_loss, check_loss_value, check_nll_input
 from ._model_checks import BATCHNORM_ONE_SAMPLE, SkipBatch
 from ._targets import _DEFAULT_LOSS, LOSS_NAMES, DataError, Notice, apply_target_ops, plan_targets, resolve_task
 
@@ -164,7 +165,9 @@ def plan_batches(model: nn.Module, x, y, output: torch.Tensor, task: str, loss_f
         DataError: ``batch_size_mismatch``, ``feature_dtype``, ``nonfinite_features``, ``output_width``,
             ``target_shape``, ``target_dtype``, ``fractional_labels``, ``soft_targets``, ``negative_labels``,
             ``labels_one_based``, ``labels_out_of_range``, ``binary_target_values``,
-            ``bce_needs_probabilities``, ``nonfinite_target``, ``loss_failed``.
+            ``bce_needs_probabilities``, ``nonfinite_target``, ``loss_failed``,
+            ``nll_needs_log_probs``, ``loss_not_tensor``, ``loss_not_scalar``. A loss module's weights on
+            another device/dtype than the output are moved to it (``loss_tensors_moved`` notice).
     """
     x_fixed, _ = prepare_features(model, x, model_dtype)  # its notice is the engine's to record
     notices: list[Notice] = []
@@ -179,12 +182,16 @@ def plan_batches(model: nn.Module, x, y, output: torch.Tensor, task: str, loss_f
     notices += more
     plan = BatchPlan(notices, x_fixed.dtype if isinstance(x_fixed, torch.Tensor) else None, y_ops)
     y_fixed = apply_target_ops(y, y_ops)
+    check_nll_input(loss_fn, output)
+    plan.notices += align_loss(loss_fn, output)
+    probe = loss_fn or LOSS_NAMES[_DEFAULT_LOSS[task]][0]()
     try:
         with torch.no_grad():
-            (loss_fn or LOSS_NAMES[_DEFAULT_LOSS[task]][0]())(output, y_fixed.to(output.device))
+            value = probe(output, y_fixed.to(output.device))
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         raise DataError(f"The loss failed on the first batch (output {list(output.shape)} {output.dtype}, target "
                         f"{list(y_fixed.shape)} {y_fixed.dtype}): {e}", "loss_failed") from e
+    check_loss_value(value, getattr(probe, "__name__", None) or type(probe).__name__)
     return plan
 
 
