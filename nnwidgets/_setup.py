@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from . import data
+from ._input_errors import float_ids_error
 from ._inputs import move_to, plan_inputs, plan_output
 from ._metrics import binary_threshold, default_metrics
 from ._scale import target_scale
@@ -148,6 +149,8 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     try:
         with torch.no_grad():
             raw = model(x) if inputs is None else inputs.call_model(model, x)
+    except RuntimeError as e:
+        raise float_ids_error(e, x) or e
     finally:
         model.train(was_training)
     output, pick, more = plan_output(raw)

@@ -225,8 +225,8 @@ def _multiclass(task, loss_fn, output, y, ops, model) -> list[Notice]:
     elif not _is_label_shaped(output, y):
         want = list(output.shape[:1] + output.shape[2:]) if output.dim() >= 2 else []
         raise DataError(f"Targets have shape {found}, but {name} with output {_shape(output)} ({width} classes) "
-                        f"needs class indices of shape {want} (int64) or one-hot rows {_shape(output)}.",
-                        "target_shape")
+                        f"needs class indices of shape {want} (int64) or one-hot rows {_shape(output)}."
+                        + _trailing_ones_hint(output, y), "target_shape")
     if y.is_floating_point() and not _whole(y):
         frac = y[y != y.round()].flatten()[:3].tolist()
         raise DataError(f"{name} needs int64 class indices, but the targets are {y.dtype} with fractional values "
@@ -269,6 +269,15 @@ def _softmax_notices(loss_fn, output, model) -> list[Notice]:
     return []
 
 
+def _trailing_ones_hint(output: torch.Tensor, y: torch.Tensor) -> str:
+    """A hint when the output is ``(N, C, 1, ...)`` and the target ``(N,)``: a leftover size-1 dimension."""
+    if output.dim() > 2 and all(s == 1 for s in output.shape[2:]) and y.dim() == 1 and y.shape[0] == output.shape[0]:
+        return (f" The output's trailing dimension{'s' if output.dim() > 3 else ''} of size 1 "
+                f"({_shape(output)}) look{'' if output.dim() > 3 else 's'} left over (a Conv1d/unsqueeze): return "
+                f"out.flatten(1) (shape {_shape(output.flatten(1))}) from forward.")
+    return ""
+
+
 def _no_ones(shape) -> list[int]:
     return [s for s in shape if s != 1]
 
@@ -296,7 +305,8 @@ def _float_target(task, loss_fn, output, y, ops, model) -> list[Notice]:
             raise DataError(f"Target shape {_shape(y)} ({y.numel()} values) does not match the output shape "
                             f"{_shape(output)} ({output.numel()} values); {name} needs a target shaped like the "
                             "output. Check which target columns you select, or make the last layer output as "
-                            f"many values per sample as the target has.{hint}", "target_shape")
+                            f"many values per sample as the target has.{hint}" + _trailing_ones_hint(output, y),
+                            "target_shape")
     if task == "binary":
         if not bool(((y == 0) | (y == 1)).all()):
             raise binary_values_error(f"values {torch.unique(y)[:6].tolist()}", name, where(), False)

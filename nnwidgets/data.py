@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from nnwidgets._input_errors import ragged_error
 from nnwidgets._plan import BatchPlan, plan_batches, prepare_features
 from nnwidgets._targets import (_DEFAULT_LOSS, LOSS_NAMES, TASKS, DataError, Notice, _loss_key, output_width,
                                 resolve_task)
@@ -235,5 +236,5 @@ def first_batch(loader, timeout_s: float = 60.0):
                         f"{getattr(loader, 'drop_last', '?')}). Check that the dataset is not empty and that "
                         "drop_last=True does not drop the only, smaller batch.", "empty_loader")
     if "error" in box:
-        raise box["error"]
+        raise ragged_error(box["error"]) or box["error"]
     return box["batch"], box["it"]
