@@ -86,8 +86,7 @@ def run_workload(name: str, rounds: int, scale: float, max_run_s: float, log=pri
                                   max_run_s=max_run_s, epochs=ep)
 
     # warm-up: first-batch checks, allocator, caches (a short reference; one short run each)
-    for mode in MODES:
-        _one(mode, max(1, epochs // 10))
+    warmup = {mode: _one(mode, max(1, epochs // 10)) for mode in MODES}
     per_round: list[dict] = []
     for r in range(rounds):
         row = {m: one(m) for m in MODES}
@@ -106,5 +105,7 @@ def run_workload(name: str, rounds: int, scale: float, max_run_s: float, log=pri
         "workload": name, "epochs_per_run": epochs, "steps_per_epoch": len(ns["train_loader"]),
         "torch_threads": torch.get_num_threads(), "target": TARGETS[name][1],
         "modes": modes, "rounds": per_round,
-        "notices": {m: [n for row in per_round for n in row[m].get("notices", [])] for m in ("start", "fit")},
+        "warmup": warmup,  # notices such as the engine's thread choice often come from this first run
+        "notices": {m: [n for row in [warmup] + per_round for n in row[m].get("notices", [])]
+                    for m in ("start", "fit")},
     }
