@@ -214,6 +214,8 @@ def run_frontend(browser, frontend: str, workload: str, rounds: int, scale: floa
                 "steps_per_s": statistics.median(r["steps_per_s"] for r in recs),
                 "ratio": statistics.median(r["ratio"] for r in recs),
                 "ratio_per_round": [r["ratio"] for r in recs],
+                # the status line's overhead figure at the run's end, next to 1 - ratio (issue: within 5 points)
+                "shown_overhead": _median_or_none([r.get("shown_overhead") for r in recs]),
                 "browser": {k: statistics.median(r["browser"][k] for r in recs)
                             for k in ("ws_messages_per_s", "ws_kb_per_s", "chromium", "kernel", "server", "driver",
                                       "other_cpu")},
@@ -227,3 +229,8 @@ def run_frontend(browser, frontend: str, workload: str, rounds: int, scale: floa
                           "on_main_thread": all(r.get("main_thread") for r in refs)},
             "modes": modes, "rounds": per_round, "page_errors": console,
         }
+
+
+def _median_or_none(values: list) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None

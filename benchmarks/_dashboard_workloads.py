@@ -111,7 +111,11 @@ def attach_clock(trainer, on_done):
         events = list(t.history.event_records)
         new, seen[0] = events[seen[0]:], len(events)
         steps, secs = t.step - m["step0"], t1 - m["t0"]
+        speed = getattr(t, "speed", None)  # what the panel's status line shows (last ~5 s)
         on_done({"ending": ending, "steps": steps, "seconds": secs,
+                 "shown_overhead": None if speed is None else speed.overhead,
+                 "shown_alone_steps_per_s": None if speed is None else speed.alone_steps_per_s,
+                 "threads": None if speed is None else speed.threads,
                  "steps_per_s": steps / secs if secs > 0 else 0.0, "epochs": t.epoch - m["epoch0"],
                  "epoch": t.epoch, "thread": _threading.current_thread().name,
                  "notices": [{k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))

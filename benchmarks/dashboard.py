@@ -94,6 +94,11 @@ def table(doc: dict) -> str:
                          f"{tgt:>6}  {b['ws_messages_per_s']:6.1f} {b['ws_kb_per_s']:7.1f} {b['chromium']:8.2f} "
                          f"{b['kernel']:6.2f} {b['other_cpu']:5.2f}  "
                          + " ".join(f"{x:.3f}" for x in m["ratio_per_round"]))
+    for r in doc["browser"]:
+        m = r.get("modes", {}).get("nnwidgets", {})
+        if m.get("shown_overhead") is not None:
+            lines.append(f"{r['workload']} {r['frontend']}: the panel showed overhead {100 * m['shown_overhead']:.1f} %; "
+                         f"measured slowdown 1 - ratio = {100 * (1 - m['ratio']):.1f} %")
     lines.append("msg/s, KB/s: WebSocket frames received by the page; chromium, kernel: CPU s per wall s; other: "
                  "CPU s/s of processes outside this benchmark (medians over the measured runs). "
                  "Headless target applies to start().")
@@ -135,6 +140,7 @@ def summary(doc: dict) -> dict:
             out["rows"].append({"workload": r["workload"], "frontend": r["frontend"], "mode": mode,
                                 "steps_per_s": round(m["steps_per_s"], 1), "ratio": round(m["ratio"], 4),
                                 "target": r["target"] if mode == "nnwidgets" else None,
+                                "shown_overhead": m.get("shown_overhead"),
                                 **{k: round(v, 3) for k, v in m["browser"].items()}})
     return out
 

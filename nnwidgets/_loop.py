@@ -222,7 +222,7 @@ class LoopMixin:
         """Fetch buffered losses (and the current, not yet applied one) in one transfer,
         check them, commit the applied steps to the history. Returns False when the current
         or an earlier loss is non-finite (the run then pauses)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         now = t0 if now is None else now
         applied = len(self._loss_buf)
         tensors = self._loss_buf + ([current.detach()] if current is not None else [])
@@ -236,6 +236,7 @@ class LoopMixin:
             if len(bad):
                 self._nonfinite(int(bad[0]), values, applied)
                 self._tool_time += time.perf_counter() - t0
+                self._tool_cpu += time.thread_time() - c0
                 return False
             if applied:
                 self._commit(values[:applied], now)
@@ -244,6 +245,7 @@ class LoopMixin:
         self._last_flush = now
         self._bus.fire(Event.METRICS_FLUSHED, self, step=self.step)
         self._tool_time += time.perf_counter() - t0
+        self._tool_cpu += time.thread_time() - c0
         return True
 
     def _commit(self, losses: np.ndarray, now: float) -> None:
@@ -270,9 +272,10 @@ class LoopMixin:
             self._record("notice", name="threads", message=notice)
 
     def _mark_window(self) -> None:
-        """Start a timing window: CPU seconds of the loop's thread and nnwidgets' own seconds
-        so far (read in the loop's thread; the wall-clock mark is ``_last_commit_t``)."""
-        self._cpu_mark, self._own_mark = time.thread_time(), self._tool_time
+        """Start a timing window: CPU seconds of the loop's thread and of nnwidgets' own work
+        so far (read in the loop's thread; the wall-clock mark is ``_last_commit_t``). Own work
+        is counted in CPU seconds too: its wall time includes waiting for the GIL."""
+        self._cpu_mark, self._own_mark = time.thread_time(), self._tool_cpu
 
     def _broken(self, index: int, error: Exception, values: np.ndarray, applied: int) -> None:
         """A batch broke a first-batch decision: keep the verified steps before it, never apply
@@ -378,11 +381,12 @@ class LoopMixin:
         if self._probe is None:
             self._next_grad_step = math.inf
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         sample = self._probe.to_host(self._probe.compute())
         self.history.append_gradients(self.step, self._probe.layer_names, sample.norms, sample.hist, sample.edges)
         cost = time.perf_counter() - t0
         self._tool_time += cost
+        self._tool_cpu += time.thread_time() - c0
         every = self.grad_every
         if every == "auto":
             every = 10 if self._step_time is None else math.ceil(cost / (GRAD_BUDGET * max(self._step_time, 1e-6)))

@@ -2,8 +2,9 @@
 
 The loop's thread reports every commit of steps to the history (every ~0.1 s, never per step)
 with the wall seconds it took (pauses excluded), the CPU seconds of the loop's own thread over
-the same window (``time.thread_time()``) and the seconds of nnwidgets' own work in it (flushes,
-gradient statistics, snapshots). Over the last ``window_s`` seconds::
+the same window (``time.thread_time()``) and the CPU seconds of nnwidgets' own work in it
+(flushes, gradient statistics, snapshots; CPU, not wall time, which would count waiting for the
+GIL as work). Over the last ``window_s`` seconds::
 
     steps_per_s        = steps / wall
     alone_steps_per_s  = steps / (cpu - own)          # the model's work, with a core to itself

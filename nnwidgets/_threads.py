@@ -11,8 +11,8 @@ so ``threads="auto"`` measures it.
 
 ``threads="auto"`` (CPU runs): the loop starts with 1 thread, then times windows of at least
 ``WINDOW_S`` seconds of committed steps (pauses excluded) alternating between 1 thread and
-torch's count for that thread (``PROBE`` = 1, n, 1, n) and keeps the faster, preferring 1 unless
-n is ``PREFER_MORE`` faster (fewer threads leave cores to the kernel and the browser). Every
+torch's count for that thread (1, n, 1, n, 1, n: ``PROBES`` windows each) and keeps the one
+with the higher median rate, preferring 1 unless n is ``PREFER_MORE`` faster (fewer threads leave cores to the kernel and the browser). Every
 ``REPROBE_S`` seconds of running it times one window of the other count and switches when that
 is ``SWITCH_GAIN`` faster than the count in use. Each decision is a notice. ``threads=n`` uses
 n threads; ``threads=None`` leaves torch's setting alone. On CUDA/MPS nothing is changed.
@@ -23,13 +23,15 @@ back when the run ends.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import torch
 
-__all__ = ["ThreadTuner", "WINDOW_S", "REPROBE_S", "PREFER_MORE", "SWITCH_GAIN"]
+__all__ = ["ThreadTuner", "WINDOW_S", "PROBES", "REPROBE_S", "PREFER_MORE", "SWITCH_GAIN"]
 
-WINDOW_S = 0.25      # one timed window of committed steps
+WINDOW_S = 0.4       # one timed window of committed steps (0.25 s windows mis-chose on W2)
+PROBES = 3           # windows per count in the first probe
 REPROBE_S = 30.0     # running seconds between re-checks of the other count
 PREFER_MORE = 1.05   # more threads must be this much faster to be chosen
 SWITCH_GAIN = 1.15   # a re-check switches when the other count is this much faster
@@ -90,7 +92,7 @@ class ThreadTuner:
             self._plan, self._since_check = [], 0.0
         else:
             self._use(1)
-            self._plan = [1, self._candidates[1], 1, self._candidates[1]] if self._candidates[1] > 1 else []
+            self._plan = [1, self._candidates[1]] * PROBES if self._candidates[1] > 1 else []
             self._samples = {}
         self._win_steps, self._win_s = 0, 0.0
         return None
@@ -141,7 +143,7 @@ class ThreadTuner:
 
     def _decide(self) -> str:
         one, many = self._candidates
-        rate = {n: sum(v) / len(v) for n, v in self._samples.items()}
+        rate = {n: statistics.median(v) for n, v in self._samples.items()}
         self.chosen = many if rate[many] > PREFER_MORE * rate[one] else one
         other = many if self.chosen == one else one
         self._samples = {n: [r] for n, r in rate.items()}

@@ -165,7 +165,8 @@ class Trainer(LoopMixin):
         self._probe = None
         self._step_time: float | None = None
         self._timed_s, self._timed_steps = 0.0, 0
-        self._tool_time = 0.0
+        self._tool_time = 0.0   # wall seconds of nnwidgets' own work (flushes, gradient statistics)
+        self._tool_cpu = 0.0    # the same work in CPU seconds of the loop's thread (trainer.speed)
         self._run_wall = 0.0
         self._phase = "starting"
         self._t_start = time.perf_counter()

@@ -31,8 +31,10 @@ def test_window_keeps_only_the_last_seconds():
 
 
 def _hog_gil(stop: threading.Event) -> None:
-    while not stop.is_set():                 # pure Python: holds the GIL most of the time
-        sum(range(2000))
+    while not stop.is_set():                 # pure Python bursts (holding the GIL) and short sleeps,
+        for _ in range(20):                  # like a busy UI thread
+            sum(range(2000))
+        time.sleep(0.002)
 
 
 def test_a_thread_competing_for_the_gil_shows_as_overhead():

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nnwidgets import Trainer
-from nnwidgets._threads import PREFER_MORE, SWITCH_GAIN, ThreadTuner
+from nnwidgets._threads import PREFER_MORE, PROBES, SWITCH_GAIN, ThreadTuner
 
 CPU = torch.device("cpu")
 
@@ -33,7 +33,7 @@ def test_auto_probes_one_then_n_and_keeps_the_faster(two_threads):
     assert tuner.begin(CPU) is None and tuner.threads == 1 and torch.get_num_threads() == 1
     rates = {1: 2400.0, 2: 1000.0}            # 2 threads lose (the thread penalty measured on 2 cores)
     notices = []
-    for _ in range(4):
+    for _ in range(2 * PROBES):
         notices += feed(tuner, rates[tuner.threads])
     assert tuner.chosen == 1 and torch.get_num_threads() == 1
     assert notices == ["training uses 1 torch thread: measured 2,400 steps/s against 1,000 with 2 (threads='auto'; "
@@ -46,16 +46,28 @@ def test_more_threads_must_win_clearly(two_threads):
     for r2, chosen in ((2400 * PREFER_MORE * 1.02, 2), (2400 * PREFER_MORE * 0.98, 1)):
         tuner = ThreadTuner("auto")
         tuner.begin(CPU)
-        for _ in range(4):
+        for _ in range(2 * PROBES):
             feed(tuner, 2400.0 if tuner.threads == 1 else r2)
         assert tuner.chosen == chosen
         tuner.end()
 
 
-def test_recheck_switches_when_the_other_count_is_faster(two_threads):
-    tuner = ThreadTuner("auto", reprobe_s=1.0)
+def test_one_disturbed_window_does_not_decide(two_threads):
+    """The median of PROBES windows per count: one window slowed by another program (a browser
+    drawing, a test run) does not flip the choice."""
+    tuner = ThreadTuner("auto")
     tuner.begin(CPU)
-    for _ in range(4):
+    seen = {1: iter([1000.0] * PROBES), 2: iter([1500.0, 100.0] + [1500.0] * PROBES)}
+    for _ in range(2 * PROBES):
+        feed(tuner, next(seen[tuner.threads]))
+    assert tuner.chosen == 2
+    tuner.end()
+
+
+def test_recheck_switches_when_the_other_count_is_faster(two_threads):
+    tuner = ThreadTuner("auto", window_s=0.25, reprobe_s=1.0)
+    tuner.begin(CPU)
+    for _ in range(2 * PROBES):
         feed(tuner, 1000.0 if tuner.threads == 1 else 1500.0)
     assert tuner.chosen == 2
     # the browser starts drawing: 2 threads collapse, 1 thread would not
