@@ -102,6 +102,15 @@ def run_trials(tries=TRIES, seed=0, max_delay_s=0.050):
     return counts, problems
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler, as a script or a kernel has it. A test run started as a
+    background job inherits SIGINT as ignored (SIG_IGN), and nnwidgets then leaves it alone."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_random_interrupts_leave_weights_counter_and_history_in_agreement():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # what a script or a kernel has
     counts, problems = run_trials()
