@@ -81,6 +81,10 @@ class LoopMixin:
                         batch = next(self._batch_iter)
                     except StopIteration:
                         self._guard.open = False
+                        if self._step_granted:  # Step pressed at an epoch's end: the step is the next epoch's first
+                            with self._ctl:
+                                self._steps_allowed += 1
+                                self._step_granted, self._attention = False, True
                         break
                 self._epoch_batches += 1
                 self._train_step(batch)
@@ -175,6 +179,7 @@ class LoopMixin:
             self._train_metrics.record(out, y)
         self.step += 1
         self._epoch_steps += 1
+        self._step_granted = False
         if self.step >= self._next_grad_step:
             self._sample_gradients()
         if self._bus.has(Event.BATCH_COMPLETED):
@@ -266,8 +271,11 @@ class LoopMixin:
         self._loss_buf, self._n_buf, self._stat_buf = [], [], []
         cpu, own = self._cpu_mark, self._own_mark
         self._mark_window()
-        self._meter.observe(len(losses), wall, self._cpu_mark - cpu, self._own_mark - own, self._tuner.threads)
+        self._meter.observe(len(losses), wall, self._cpu_mark - cpu, self._own_mark - own,
+                            None if self._tuner.probing else self._tuner.threads)
         notice = self._tuner.observe(len(losses), wall) if self.step >= self._warm_until else None
+        if notice and self._tuner.decided_now:
+            self._meter.reset()  # the probe's slow windows are a measurement, not the run's speed
         if notice:
             self._record("notice", name="threads", message=notice)
 

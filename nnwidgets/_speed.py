@@ -58,6 +58,11 @@ class SpeedMeter:
         self._windows: collections.deque = collections.deque()
         self._sums = [0, 0.0, 0.0, 0.0]
 
+    def reset(self) -> None:
+        """Forget the windows so far (the reading starts again with the next commit)."""
+        self._windows.clear()
+        self._sums = [0, 0.0, 0.0, 0.0]
+
     def observe(self, steps: int, wall_s: float, cpu_s: float, own_s: float, threads: int | None = None) -> None:
         """Add one commit window; drop the oldest ones beyond ``window_s`` (at least one is kept)."""
         if steps <= 0 or wall_s <= 0:

@@ -37,6 +37,10 @@ PREFER_MORE = 1.05   # more threads must be this much faster to be chosen
 SWITCH_GAIN = 1.15   # a re-check switches when the other count is this much faster
 
 
+def _threads(n: int) -> str:
+    return f"{n} torch thread{'s' * (n != 1)}"
+
+
 def _rate(steps: int, seconds: float) -> float:
     return steps / seconds if seconds > 0 else 0.0
 
@@ -72,6 +76,7 @@ class ThreadTuner:
         self._samples: dict[int, list[float]] = {}
         self._win_steps, self._win_s, self._since_check = 0, 0.0, 0.0
         self._candidates: tuple[int, int] = (1, 1)
+        self.decided_now = False
 
     # ------------------------------------------------------------------ run boundaries
     def begin(self, device: torch.device) -> str | None:
@@ -84,7 +89,7 @@ class ThreadTuner:
         if self.setting != "auto":
             self._use(int(self.setting))
             return None if self.setting == self._original else (
-                f"training uses {self.setting} torch thread{'s' * (self.setting != 1)} (threads={self.setting}; "
+                f"training uses {_threads(self.setting)} (threads={self.setting}; "
                 f"torch's setting here is {self._original})")
         self._candidates = (1, max(1, self._original))
         if self.chosen is not None:  # a later run of the same trainer: keep the decision, re-check later
@@ -104,9 +109,16 @@ class ThreadTuner:
         self._original, self.threads = None, None
 
     # ------------------------------------------------------------------ measurement
+    @property
+    def probing(self) -> bool:
+        """True during the first probe of an ``"auto"`` run (the count changes window by window)."""
+        return bool(self._plan)
+
     def observe(self, steps: int, seconds: float) -> str | None:
         """Account ``steps`` committed in ``seconds`` of running wall time; may change the
-        count between two steps. Returns a notice when a decision was taken, else ``None``."""
+        count between two steps. Returns a notice when a decision was taken, else ``None``
+        (:attr:`decided_now` tells whether it ended the first probe)."""
+        self.decided_now = False
         if self.setting != "auto" or self.threads is None or self._candidates[1] == 1 or steps <= 0:
             return None
         self._win_steps += steps
@@ -131,8 +143,9 @@ class ThreadTuner:
             if other_rate > SWITCH_GAIN * current_rate:
                 old, self.chosen = self.chosen, other
                 self._use(other)
-                return (f"training thread switched from {old} to {other} torch thread{'s' * (other != 1)}: "
-                        f"{other_rate:,.0f} steps/s against {current_rate:,.0f} (re-checked while running)")
+                return (f"training switched from {_threads(old)} to {_threads(other)}: {other_rate:,.0f} steps/s "
+                        f"with {_threads(other)} against {current_rate:,.0f} steps/s with {_threads(old)} "
+                        "(re-checked while running)")
             self._use(self.chosen)
             return None
         self._samples[self.chosen] = [rate]
@@ -149,9 +162,11 @@ class ThreadTuner:
         self._samples = {n: [r] for n, r in rate.items()}
         self._use(self.chosen)
         self._since_check = 0.0
-        return (f"training uses {self.chosen} torch thread{'s' * (self.chosen != 1)}: measured "
-                f"{rate[self.chosen]:,.0f} steps/s against {rate[other]:,.0f} with {other} (threads='auto'; "
-                "Trainer(threads=n) or %%train --threads n fixes the count, threads=None leaves torch's setting)")
+        self.decided_now = True
+        return (f"training uses {_threads(self.chosen)}: {rate[self.chosen]:,.0f} steps/s with {_threads(self.chosen)} "
+                f"against {rate[other]:,.0f} steps/s with {_threads(other)}, measured over the first "
+                f"{2 * PROBES * self.window_s:.1f} s (threads='auto'; Trainer(threads=n) or %%train --threads n "
+                "fixes the count, threads=None leaves torch's setting)")
 
     def _use(self, n: int) -> None:
         if torch.get_num_threads() != n:

@@ -154,6 +154,7 @@ class Trainer(LoopMixin):
         self._loop_active, self._background = False, False
         self._stop_requested = self._pause_requested = self._attention = False
         self._steps_allowed = 0
+        self._step_granted = False  # a step_once() allowance taken by the loop, not yet used by a step
         self.epoch, self.step, self._target_epochs = 0, 0, 0
         self._prepared = None
         self._batch_iter = self._pending_batch = None
@@ -594,6 +595,7 @@ class Trainer(LoopMixin):
                 return
             if self._steps_allowed > 0:
                 self._steps_allowed -= 1
+                self._step_granted = True  # given back if the epoch ends before the step is taken
                 self._attention = True
                 return
             self._flush()
@@ -609,6 +611,7 @@ class Trainer(LoopMixin):
                 raise StopRun()
             if self._steps_allowed > 0:
                 self._steps_allowed -= 1
+                self._step_granted = True
             self._last_commit_t = self._last_flush = time.perf_counter()  # the pause is no step time
             self._mark_window()
             self._attention = True

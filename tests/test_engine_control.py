@@ -113,6 +113,20 @@ def test_step_once_on_an_idle_trainer_runs_exactly_one_step_then_pauses():
     assert t.wait(5) and t.state == "completed" and t.step == 3
 
 
+def test_step_once_paused_at_an_epoch_end_takes_the_next_epochs_first_step():
+    """Paused after an epoch's last batch, one Step only ended the epoch: the epoch count moved,
+    the step count did not, and the press was lost."""
+    t = nw.Trainer(_mlp(), _data(3), epochs=5, grad_stats=False, **CPU)
+    t.on(Event.BATCH_COMPLETED, lambda tr, step, **_: tr.pause() if step == 3 else None)  # the last batch of epoch 0
+    t.start()
+    assert t.wait(5) and t.state == "paused" and t.step == 3
+    t.step_once()
+    assert _until(lambda: t.step == 4) and t.wait(5) and t.state == "paused"
+    assert t.step == 4 and t.epoch == 1 and t.history.n_steps == 4
+    t.stop()
+    assert t.wait(5)
+
+
 def test_blocking_fit_returns_when_paused_from_another_thread_and_fit_continues():
     model = _mlp()
     init = copy.deepcopy(model)

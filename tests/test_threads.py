@@ -36,8 +36,10 @@ def test_auto_probes_one_then_n_and_keeps_the_faster(two_threads):
     for _ in range(2 * PROBES):
         notices += feed(tuner, rates[tuner.threads])
     assert tuner.chosen == 1 and torch.get_num_threads() == 1
-    assert notices == ["training uses 1 torch thread: measured 2,400 steps/s against 1,000 with 2 (threads='auto'; "
-                       "Trainer(threads=n) or %%train --threads n fixes the count, threads=None leaves torch's setting)"]
+    assert notices == ["training uses 1 torch thread: 2,400 steps/s with 1 torch thread against 1,000 steps/s with "
+                       "2 torch threads, measured over the first 2.4 s (threads='auto'; Trainer(threads=n) or "
+                       "%%train --threads n fixes the count, threads=None leaves torch's setting)"]
+    assert tuner.decided_now and not tuner.probing
     tuner.end()
     assert torch.get_num_threads() == 2       # the count the run started with is put back
 
@@ -77,8 +79,8 @@ def test_recheck_switches_when_the_other_count_is_faster(two_threads):
         notices += feed(tuner, rates[tuner.threads])
         windows += 1
     assert tuner.chosen == 1 and tuner.threads == 1 and windows == 5  # 4 windows = reprobe_s, then 1 re-check
-    assert notices == ["training thread switched from 2 to 1 torch thread: 1,800 steps/s against 60 "
-                       "(re-checked while running)"]
+    assert notices == ["training switched from 2 torch threads to 1 torch thread: 1,800 steps/s with 1 torch "
+                       "thread against 60 steps/s with 2 torch threads (re-checked while running)"]
     assert 1800.0 > SWITCH_GAIN * 60.0
     tuner.end()
 
