@@ -18,9 +18,10 @@ batch holds NaN/inf is reported as a data problem and that batch is skipped on r
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -101,7 +102,8 @@ class LoopMixin:
             self._batch_iter = iter(prep.loader)
         self._epoch_loss_sum, self._epoch_n, self._epoch_steps, self._epoch_batches = 0.0, 0, 0, 0
         self._epoch_first_step = self.step
-        self._train_metrics.reset()
+        with self._own_work():
+            self._train_metrics.reset()
         self._epoch_t0 = time.perf_counter()
         self._bus.fire(Event.EPOCH_STARTED, self, epoch=self.epoch)
 
@@ -113,7 +115,8 @@ class LoopMixin:
                             "a generator can be iterated only once - pass a DataLoader or a list of batches")
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
                                "loss": self._epoch_loss_sum / self._epoch_n if self._epoch_n else math.nan}
-        row.update(self._train_metrics.compute())
+        with self._own_work():
+            row.update(self._train_metrics.compute())
         if self.val_data is not None:
             self._phase = "validation"
             self._guard.enter()
@@ -122,7 +125,8 @@ class LoopMixin:
             row.update({f"val_{k}": v for k, v in val.items()})
         row["lr"] = float(self.optimizer.param_groups[0]["lr"])
         row["time_s"] = time.perf_counter() - self._t_start
-        self.history.append_epoch(row)
+        with self._own_work():
+            self.history.append_epoch(row)
         if self.val_data is not None:
             self._bus.fire(Event.VALIDATION_COMPLETED, self, epoch=self.epoch, metrics=row)
         self._bus.fire(Event.EPOCH_COMPLETED, self, epoch=self.epoch, metrics=row)
@@ -131,7 +135,8 @@ class LoopMixin:
         self.epoch += 1
         self._batch_iter = None
         self._epoch_loss_sum, self._epoch_n, self._epoch_first_step = 0.0, 0, self.step
-        self._snapshot(force=True)  # every verified epoch end is a rollback target (~2 copies of the weights)
+        with self._own_work():
+            self._snapshot(force=True)  # every verified epoch end is a rollback target (~2 copies of the weights)
 
     # ------------------------------------------------------------------ steps
     def _train_step(self, batch: Any) -> None:
@@ -279,6 +284,16 @@ class LoopMixin:
         if notice:
             self._record("notice", name="threads", message=notice)
 
+    @contextlib.contextmanager
+    def _own_work(self) -> Iterator[None]:
+        """Count the block's CPU seconds as nnwidgets' own work in :attr:`Trainer.speed` (per-epoch
+        bookkeeping a hand-written loop does not do: metrics, snapshots, history rows)."""
+        c0 = time.thread_time()
+        try:
+            yield
+        finally:
+            self._tool_cpu += time.thread_time() - c0
+
     def _mark_window(self) -> None:
         """Start a timing window: CPU seconds of the loop's thread and of nnwidgets' own work
         so far (read in the loop's thread; the wall-clock mark is ``_last_commit_t``). Own work
@@ -418,7 +433,8 @@ class LoopMixin:
         metrics = self._val_metrics if data is self.val_data else MetricSet(
             self.task, {k: m.clone() for k, m in self._prepared.metrics.items()}, self.device,
             self._prepared.threshold)
-        metrics.reset()
+        with self._own_work():
+            metrics.reset()
         was_training = self.model.training
         self.model.eval()
         total, count = None, 0
@@ -443,5 +459,6 @@ class LoopMixin:
         finally:
             self.model.train(was_training)
         result = {"loss": float(total) / count if count else math.nan}
-        result.update(metrics.compute())
+        with self._own_work():
+            result.update(metrics.compute())
         return result

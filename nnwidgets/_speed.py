@@ -3,8 +3,8 @@
 The loop's thread reports every commit of steps to the history (every ~0.1 s, never per step)
 with the wall seconds it took (pauses excluded), the CPU seconds of the loop's own thread over
 the same window (``time.thread_time()``) and the CPU seconds of nnwidgets' own work in it
-(flushes, gradient statistics, snapshots; CPU, not wall time, which would count waiting for the
-GIL as work). Over the last ``window_s`` seconds::
+(flushes, gradient statistics, snapshots, per-epoch metrics and history rows; CPU, not wall
+time, which would count waiting for the GIL as work). Over the last ``window_s`` seconds::
 
     steps_per_s        = steps / wall
     alone_steps_per_s  = steps / (cpu - own)          # the model's work, with a core to itself
@@ -15,6 +15,10 @@ by the browser or the kernel, for a descheduled OpenMP thread) is wall time with
 so it counts as overhead, as does nnwidgets' own work. The model's work is the thread's CPU
 time: with several torch threads it leaves out the other threads' share of each parallel
 region, which the loop waits for with a core of its own.
+
+What it cannot see (measured with ``benchmarks/dashboard.py``): the loop's per-step Python work
+beside the model (~1-2 % on a 0.5 ms step), and a loop that is slower alone than a main-thread
+loop would be (a background thread that must use 1 torch thread where the main thread used 2).
 """
 from __future__ import annotations
 

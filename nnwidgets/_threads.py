@@ -11,8 +11,9 @@ so ``threads="auto"`` measures it.
 
 ``threads="auto"`` (CPU runs): the loop starts with 1 thread, then times windows of at least
 ``WINDOW_S`` seconds of committed steps (pauses excluded) alternating between 1 thread and
-torch's count for that thread (1, n, 1, n, 1, n: ``PROBES`` windows each) and keeps the one
-with the higher median rate, preferring 1 unless n is ``PREFER_MORE`` faster (fewer threads leave cores to the kernel and the browser). Every
+torch's count for that thread (1, n, 1, n, 1, n: ``PROBES`` windows each; after one window of
+each when one count is ``CLEAR_WIN`` times faster) and keeps the one with the higher median
+rate, preferring 1 unless n is ``PREFER_MORE`` faster (fewer threads leave cores to the kernel and the browser). Every
 ``REPROBE_S`` seconds of running it times one window of the other count and switches when that
 is ``SWITCH_GAIN`` faster than the count in use. Each decision is a notice. ``threads=n`` uses
 n threads; ``threads=None`` leaves torch's setting alone. On CUDA/MPS nothing is changed.
@@ -28,10 +29,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["ThreadTuner", "WINDOW_S", "PROBES", "REPROBE_S", "PREFER_MORE", "SWITCH_GAIN"]
+__all__ = ["ThreadTuner", "WINDOW_S", "PROBES", "CLEAR_WIN", "REPROBE_S", "PREFER_MORE", "SWITCH_GAIN"]
 
 WINDOW_S = 0.4       # one timed window of committed steps (0.25 s windows mis-chose on W2)
 PROBES = 3           # windows per count in the first probe
+CLEAR_WIN = 2.0      # ... unless the first window of each count differs this much
 REPROBE_S = 30.0     # running seconds between re-checks of the other count
 PREFER_MORE = 1.05   # more threads must be this much faster to be chosen
 SWITCH_GAIN = 1.15   # a re-check switches when the other count is this much faster
@@ -130,9 +132,10 @@ class ThreadTuner:
         self.rates[self.threads] = rate
         if self._plan:  # the first probe of this trainer
             self._samples.setdefault(self._plan.pop(0), []).append(rate)
-            if self._plan:
+            if self._plan and not self._clear_winner():
                 self._use(self._plan[0])
                 return None
+            self._plan = []
             return self._decide()
         if self.chosen is None:
             return None
@@ -154,9 +157,16 @@ class ThreadTuner:
             self._use(self._candidates[1] if self.chosen == 1 else 1)
         return None
 
+    def _clear_winner(self) -> bool:
+        """One window of each count, and one is ``CLEAR_WIN`` times faster: no need for more
+        (a browser drawing on 2 cores made 2 threads 2-100x slower; those windows are costly)."""
+        rates = [v[0] for v in self._samples.values()]
+        return len(rates) == 2 and max(rates) > CLEAR_WIN * min(rates)
+
     def _decide(self) -> str:
         one, many = self._candidates
         rate = {n: statistics.median(v) for n, v in self._samples.items()}
+        self._probe_s = sum(len(v) for v in self._samples.values()) * self.window_s
         self.chosen = many if rate[many] > PREFER_MORE * rate[one] else one
         other = many if self.chosen == one else one
         self._samples = {n: [r] for n, r in rate.items()}
@@ -165,7 +175,7 @@ class ThreadTuner:
         self.decided_now = True
         return (f"training uses {_threads(self.chosen)}: {rate[self.chosen]:,.0f} steps/s with {_threads(self.chosen)} "
                 f"against {rate[other]:,.0f} steps/s with {_threads(other)}, measured over the first "
-                f"{2 * PROBES * self.window_s:.1f} s (threads='auto'; Trainer(threads=n) or %%train --threads n "
+                f"{self._probe_s:.1f} s (threads='auto'; Trainer(threads=n) or %%train --threads n "
                 "fixes the count, threads=None leaves torch's setting)")
 
     def _use(self, n: int) -> None:

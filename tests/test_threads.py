@@ -32,16 +32,29 @@ def test_auto_probes_one_then_n_and_keeps_the_faster(two_threads):
     tuner = ThreadTuner("auto")
     assert tuner.begin(CPU) is None and tuner.threads == 1 and torch.get_num_threads() == 1
     rates = {1: 2400.0, 2: 1000.0}            # 2 threads lose (the thread penalty measured on 2 cores)
-    notices = []
-    for _ in range(2 * PROBES):
+    notices, windows = [], 0
+    while tuner.chosen is None:
         notices += feed(tuner, rates[tuner.threads])
+        windows += 1
+    assert windows == 2                       # one window each: 2.4x apart is a clear winner (CLEAR_WIN)
     assert tuner.chosen == 1 and torch.get_num_threads() == 1
     assert notices == ["training uses 1 torch thread: 2,400 steps/s with 1 torch thread against 1,000 steps/s with "
-                       "2 torch threads, measured over the first 2.4 s (threads='auto'; Trainer(threads=n) or "
+                       "2 torch threads, measured over the first 0.8 s (threads='auto'; Trainer(threads=n) or "
                        "%%train --threads n fixes the count, threads=None leaves torch's setting)"]
     assert tuner.decided_now and not tuner.probing
     tuner.end()
     assert torch.get_num_threads() == 2       # the count the run started with is put back
+
+
+def test_close_rates_take_all_probe_windows(two_threads):
+    tuner = ThreadTuner("auto")
+    tuner.begin(CPU)
+    windows = 0
+    while tuner.chosen is None and windows < 10:
+        feed(tuner, 1000.0 if tuner.threads == 1 else 1100.0)
+        windows += 1
+    assert windows == 2 * PROBES and tuner.chosen == 2   # 10 % faster: more than PREFER_MORE
+    tuner.end()
 
 
 def test_more_threads_must_win_clearly(two_threads):
