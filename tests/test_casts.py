@@ -15,6 +15,7 @@ from nnwidgets._casts import cast_expr
 from nnwidgets.data import prepare_features
 
 from _engine_util import notice, oracle, same_params
+from test_engine_cases_inputs import TwoInputs  # numeric + categorical inputs (C30)
 
 DTYPES = [(torch.float16, "half"), (torch.bfloat16, "bfloat16"), (torch.float64, "double"),
           (torch.float32, "float")]
@@ -54,14 +55,6 @@ def test_float64_model_trains_on_int_features_and_float32_targets_with_right_fix
     assert np.allclose(t.history.steps.loss, losses, rtol=1e-6) and same_params(model, ref)
 
 
-class TwoInputs(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(4, 3)
-        self.lin = nn.Linear(2 + 3, 3)
-
-    def forward(self, x_num, x_cat):
-        return self.lin(torch.cat([x_num, self.emb(x_cat)], dim=1))
 
 
 def test_nested_inputs_notice_names_the_bfloat16_cast():
