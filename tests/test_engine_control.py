@@ -371,7 +371,7 @@ def test_a_failing_handler_fails_the_run_naming_it():
 
 
 def test_stop_after_pause_and_step_is_waited_for_and_start_resumes_a_paused_run():
-    t = nw.Trainer(_mlp(), _data(n=50), epochs=50, **CPU)
+    t = nw.Trainer(_mlp(), _data(n=50), epochs=10_000, **CPU)
     t.start()
     assert _until(lambda: t.step > 5)
     t.pause()

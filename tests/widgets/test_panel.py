@@ -290,7 +290,7 @@ def test_pause_unseen_is_off_outside_voila_and_120_s_inside(make, monkeypatch):
 
 
 def test_a_run_no_page_has_shown_is_never_paused(make):
-    t = Trainer(mlp(), loader(), epochs=50, lr=0.01)
+    t = Trainer(mlp(), loader(), epochs=100_000, lr=0.01)
     p = make(t, pause_unseen_s=0.3)
     t.start()
     time.sleep(1.0)
@@ -298,7 +298,7 @@ def test_a_run_no_page_has_shown_is_never_paused(make):
 
 
 def test_the_run_pauses_once_when_the_pages_stop_pinging(make):
-    t = Trainer(mlp(), loader(), epochs=50, lr=0.01)
+    t = Trainer(mlp(), loader(), epochs=100_000, lr=0.01)
     p = make(t, pause_unseen_s=0.6)
     assert p.presence.widget.interval_ms == 250  # pause_unseen_s / 4, at least 0.25 s
     t.start()
