@@ -197,6 +197,8 @@ class TrainMagics(Magics):
         except (TypeError, ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from None
         front = _frontend.front_end(shell)
+        from ._output_parent import route_run_output
+        route_run_output(trainer, shell)  # the training thread's prints appear under this cell
         if front == _frontend.TEXT:
             from ._text import TextReport
             view: Any = TextReport(trainer)
