@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import _frontend
@@ -225,6 +225,19 @@ class TrainMagics(Magics):
         trainer.start()
         if wait:
             _wait(trainer)
+
+
+    @line_magic
+    def nnwidgets(self, line: str) -> Any:
+        """%nnwidgets check: which front-end pieces are present (ipywidgets, its JupyterLab and
+        Notebook halves, bqplot and anywidget with their lab extensions, ipykernel, Voilà),
+        where this kernel runs, and the one command that installs what is missing. Returns
+        the nnwidgets.check() result (shown as a table)."""
+        if line.split() != ["check"]:
+            raise UsageError("usage: %nnwidgets check  (which front-end pieces are present and the command "
+                             "that installs what is missing)")
+        from ._check import check
+        return check(self.shell)
 
 
 def _failure(trainer: Any) -> str:

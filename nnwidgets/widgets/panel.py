@@ -171,6 +171,16 @@ class TrainingPanel(w.VBox):
         self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
         self._thread.start()
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view (ipywidgets'); in Colab its custom widget manager is turned on
+        first (see :func:`nnwidgets._frontend.enable_colab_widgets`), with a notice."""
+        from .._frontend import enable_colab_widgets
+        notice = enable_colab_widgets()
+        if notice and not getattr(self, "_colab_noted", False):
+            self._colab_noted = True
+            self.status.log(notice, kind="notice")
+        return super()._repr_mimebundle_(**kwargs)
+
     def add_tab(self, title: str, view: Any) -> None:
         """Append a tab showing ``view.widget``; ``view.refresh(trainer)`` is then called by the
         updater thread like the built-in views."""
