@@ -191,7 +191,8 @@ _NOTES = {
     "Colab": "Colab shows ipywidgets 8 / bqplot / anywidget through its custom widget manager; nnwidgets "
              "enables it (google.colab.output.enable_custom_widget_manager()) when loaded and when a panel is shown.",
     "VS Code": "VS Code needs its Jupyter extension; it renders ipywidgets 8 and loads bqplot's and anywidget's "
-               "JavaScript from the kernel's packages (a CDN fallback may be asked for).",
+               "JavaScript from this environment's share/jupyter/nbextensions, or from a CDN if allowed "
+               "(setting jupyter.widgetScriptSources).",
     "terminal IPython": "no widgets here: %%train trains in the foreground and prints one line per epoch.",
     "plain Python": "no widgets here: use Trainer.fit(), or a notebook for the panel.",
 }
