@@ -100,6 +100,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         if r is None:
             body.append(f'<tr><td colspan="{len(cols)}">… {len(rows) - 2 * _ROWS} epochs …</td></tr>')
         else:
+            r = {**r, "epoch": int(r["epoch"]) + 1} if "epoch" in r else r  # counted from 1, as in "epoch 3/3"
             body.append("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>")
     return f'<table class="nnwidgets-epochs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 

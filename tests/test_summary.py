@@ -45,6 +45,7 @@ def test_bundle_gains_the_summary_when_the_run_ends():
         html = after["text/html"]
         assert "<b>nnwidgets run completed: epoch 3/3, step 12" in html
         assert html.count("<tr><td>") == 3 and f"<td>{rows[-1]['val_loss']:.4g}</td>" in html
+        assert "<tr><td>3</td><td>12</td>" in html  # the last epoch, counted from 1 like the headline
         assert "<svg" in html and "validation loss per epoch" in html
     finally:
         p.close()
