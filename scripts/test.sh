@@ -4,7 +4,7 @@
 #   bash scripts/test.sh tests/browser -x    # any pytest arguments
 # Set CI=true to make missing browser prerequisites an error instead of a skip.
 # A full run (no arguments) then runs the kernel tests again on ipykernel 6
-# (scripts/ipykernel6.sh, ~40 s); the first run expects ipykernel 7 (NNWIDGETS_EXPECT_IPYKERNEL).
+# (scripts/ipykernel6.sh, ~50 s); the first run expects ipykernel 7 (NNWIDGETS_EXPECT_IPYKERNEL).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" --test
