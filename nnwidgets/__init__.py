@@ -20,7 +20,7 @@ from .history import History
 from .stats import gradient_stats, summary
 
 __all__ = ["Trainer", "History", "Event", "STATES", "summary", "gradient_stats", "load_checkpoint",
-           "TrainingPanel", "panel", "NetworkView", "DecisionBoundaryView", "load_ipython_extension"]
+           "TrainingPanel", "panel", "NetworkView", "DecisionBoundaryView", "check", "load_ipython_extension"]
 __version__ = "0.1.0"
 
 _WIDGETS = {"TrainingPanel": "nnwidgets.widgets.panel", "panel": "nnwidgets.widgets.panel",
@@ -31,6 +31,9 @@ def __getattr__(name: str) -> Any:
     if name in _WIDGETS:
         import importlib
         return getattr(importlib.import_module(_WIDGETS[name]), name)
+    if name == "check":
+        from ._check import check
+        return check
     if name == "load_checkpoint":
         from .checkpoint import load_checkpoint
         return load_checkpoint
@@ -38,6 +41,12 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nnwidgets``: registers the ``%%train`` cell magic."""
+    """``%load_ext nnwidgets``: registers the ``%%train`` magic and ``%nnwidgets check``; in Colab
+    it also turns on Colab's custom widget manager and says so."""
+    from ._frontend import enable_colab_widgets
     from ._magic import register
     register(ipython)
+    notice = enable_colab_widgets()
+    if notice:
+        from IPython.display import display
+        display({"text/plain": f"nnwidgets: {notice}"}, raw=True)

@@ -26,9 +26,10 @@ batch; a missing field, a widget callback or an unknown kernel is live. ``NNWIDG
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
-__all__ = ["TEXT", "BATCH", "LIVE", "front_end", "in_voila"]
+__all__ = ["TEXT", "BATCH", "LIVE", "front_end", "in_voila", "enable_colab_widgets", "COLAB_NOTICE"]
 
 TEXT, BATCH, LIVE = "text", "batch", "live"
 _VOILA_ENV = ("VOILA_BASE_URL", "VOILA_PREHEAT", "VOILA_APP_PORT", "VOILA_SERVER_URL", "VOILA_KERNEL_ID")
@@ -54,3 +55,21 @@ def front_end(shell: Any) -> str:
     if not isinstance(parent, dict) or (parent.get("header") or {}).get("msg_type") != "execute_request":
         return LIVE
     return BATCH if (parent.get("content") or {}).get("allow_stdin") is False else LIVE
+
+
+COLAB_NOTICE = ("Colab: enabled its custom widget manager (google.colab.output.enable_custom_widget_manager()) "
+                "so that ipywidgets 8, bqplot and anywidget views render")
+
+
+def enable_colab_widgets() -> str | None:
+    """In Colab (``google.colab`` imported), turn on its custom widget manager, without which
+    Colab shows no third-party widget; returns :data:`COLAB_NOTICE`, or ``None`` elsewhere
+    (and when Colab refused). Calling it again is harmless (Colab keeps it on)."""
+    if "google.colab" not in sys.modules:
+        return None
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+        output.enable_custom_widget_manager()
+    except Exception:  # noqa: BLE001 - an older Colab without it: nothing more can be done
+        return None
+    return COLAB_NOTICE

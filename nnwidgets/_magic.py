@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import _frontend
@@ -91,10 +91,11 @@ def _resolve_loss(user_ns: dict, name: str | None) -> Any:
                      "or the name of a loss module/function defined in the notebook")
 
 
-def _display_panel(panel: Any) -> None:
+def _display_panel(panel: Any) -> Any:
+    """Show the panel; returns the display handle (``None`` where display gives none)."""
     from IPython.display import display
     shown = panel if any(hasattr(panel, a) for a in ("_repr_mimebundle_", "_ipython_display_")) else panel.widget
-    display(shown)
+    return display(shown, display_id=True)
 
 
 @magics_class
@@ -152,7 +153,9 @@ class TrainMagics(Magics):
         sliders cannot act) the cell blocks until training ends, and a failed run is
         reported as a short error. Where nbclient runs the notebook (jupyter nbconvert
         --execute, papermill), which shuts the kernel down after the last cell, the cell
-        waits by default (NNWIDGETS_WAIT=0: never). Without a widget front end (terminal
+        waits by default (NNWIDGETS_WAIT=0: never) and, when the run has ended, replaces the
+        panel's output with a static summary (final numbers, loss curve, epoch table) that the
+        saved notebook shows. Without a widget front end (terminal
         IPython) no panel is made: the run trains in the foreground and prints one line
         per epoch; Ctrl-C stops it at a step boundary. The panel is bound to the notebook
         variable given by --name, or else to _nnw_panel; panel.trainer is the Trainer
@@ -197,6 +200,8 @@ class TrainMagics(Magics):
         except (TypeError, ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from None
         front = _frontend.front_end(shell)
+        from ._output_parent import route_run_output
+        route_run_output(trainer, shell)  # the training thread's prints appear under this cell
         if front == _frontend.TEXT:
             from ._text import TextReport
             view: Any = TextReport(trainer)
@@ -211,7 +216,7 @@ class TrainMagics(Magics):
             if not args.no_start:
                 _fit_text(view)
             return
-        _display_panel(view)
+        shown = _display_panel(view)
         if args.no_start:
             return
         env = _wait_from_env()
@@ -222,7 +227,26 @@ class TrainMagics(Magics):
                        f"{WAIT_ENV}=0 trains in the background instead")
         trainer.start()
         if wait:
-            _wait(trainer)
+            try:
+                _wait(trainer)
+            finally:
+                if shown is not None and front == _frontend.BATCH and hasattr(view, "static_bundle"):
+                    shown.update(view.static_bundle(), raw=True)  # the saved notebook shows the run, statically
+                elif shown is not None:
+                    shown.update(view)  # the same live view; its bundle now carries the static summary too
+
+
+    @line_magic
+    def nnwidgets(self, line: str) -> Any:
+        """%nnwidgets check: which front-end pieces are present (ipywidgets, its JupyterLab and
+        Notebook halves, bqplot and anywidget with their lab extensions, ipykernel, Voilà),
+        where this kernel runs, and the one command that installs what is missing. Returns
+        the nnwidgets.check() result (shown as a table)."""
+        if line.split() != ["check"]:
+            raise UsageError("usage: %nnwidgets check  (which front-end pieces are present and the command "
+                             "that installs what is missing)")
+        from ._check import check
+        return check(self.shell)
 
 
 def _failure(trainer: Any) -> str:

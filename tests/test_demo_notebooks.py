@@ -84,6 +84,14 @@ def _widget_views(nb) -> int:
     return sum(WIDGET_VIEW in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+def _static_panels(nb) -> list[str]:
+    """``text/plain`` of the outputs where a panel was replaced by its static summary: under
+    nbclient (``nbconvert --execute``) a ``%%train`` cell that waited for its run shows the
+    run statically (``nnwidgets._summary``), as the saved notebook will."""
+    return [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if '<div class="nnwidgets-summary">' in o.get("data", {}).get("text/html", "")]
+
+
 @pytest.mark.parametrize("name", MINE)
 def test_saved_without_outputs_on_the_python3_kernel(name):
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
@@ -106,8 +114,10 @@ def test_quickstart(run_notebook):
     assert "completed after 300 epochs" in text
     assert _number(r"validation accuracy (\d\.\d+)", text) >= 0.9
     assert _number(r"validation loss (\d+\.\d+)", text) < 0.3
-    assert _widget_views(nb) == 1  # the panel
-    table = next(o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {}))
+    assert _widget_views(nb) == 0 and len(_static_panels(nb)) == 1  # the panel, as a static summary
+    assert _static_panels(nb)[0].startswith("nnwidgets run completed: epoch 300/300")
+    table = next(o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
+                 and "nnwidgets-summary" not in o["data"]["text/html"])
     assert "val_accuracy" in table["data"]["text/html"] and ">299<" in table["data"]["text/html"]  # last epoch
     assert seconds < 45
 
@@ -135,7 +145,7 @@ def test_regression(run_notebook):
     assert "completed at epoch 40" in text
     assert _number(r"val_r2 (-?\d\.\d+)", text) == pytest.approx(r2, abs=0.01)  # Trainer agrees
     assert _number(r"val_mae (\d+) g", text) == pytest.approx(mae_g, abs=2)
-    assert _widget_views(nb) == 1
+    assert _widget_views(nb) == 0 and len(_static_panels(nb)) == 1
 
 
 def test_vanishing_gradients(run_notebook):
@@ -149,4 +159,4 @@ def test_vanishing_gradients(run_notebook):
     assert _number(r"ratio (\d\.\de[-+]\d+)", relu) > 1e-2
     assert "Vanishing gradient: layer '0' (followed by Sigmoid)" in text
     assert _number(r"validation accuracy (\d\.\d+)", relu) > _number(r"validation accuracy (\d\.\d+)", sigmoid) + 0.3
-    assert _widget_views(nb) == 2  # one panel per run
+    assert _widget_views(nb) == 0 and len(_static_panels(nb)) == 2  # one panel per run, static

@@ -7,6 +7,7 @@ Reads ``history.gradient_norms()``, ``history.last_histogram()`` and the model's
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import bqplot as bq
@@ -20,6 +21,7 @@ from ._marks import set_lines
 
 __all__ = ["GradientView"]
 
+_MAX_FLAGS = 8  # vanishing layers listed by name in the flags line; the rest are counted
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
 
@@ -45,10 +47,23 @@ class GradientView:
       the newest sample's norms with :func:`nnwidgets.stats.activation_after` of the model
       (a layer below ``ratio`` × the last layer's norm), plus the list of frozen layers.
 
+    Bytes per update: one refresh sends the new norm lines (x and y), the heat map's colours
+    and, when the layer set or the frozen layers changed, the labels. All of it is kept under
+    ``max_bytes`` (default 12,000 B, leaving ~4 KB of the 16 KB budget of DESIGN.md for titles,
+    the flags line and JSON framing): the label text (sent twice: legend and heat-map rows) is
+    counted first, the heat map gets at most a third of what is left (its log10|g| bins are
+    merged in groups, ``>= 2`` bins kept, when ``layers × bins`` does not fit) and the norm
+    lines the rest (``(layers + 1) × points`` float32 values). The flags list at most
+    ``_MAX_FLAGS`` layers. Measured (``tests/widgets/test_update_bytes.py``): ≤ 16 KB for up to 100
+    layers with ~25-character names, first update included; far longer or many more layer names
+    than that can exceed it on the update that sends the labels.
+
     Args:
         ratio: threshold passed to ``flag_vanishing``.
         max_points: most points per line.
-        max_values: most float32 values sent by the norm chart in one update (all lines).
+        max_values: most float32 values the norm chart's y sends in one update (all lines);
+            ``max_bytes`` may allow fewer.
+        max_bytes: budget of one update's arrays and labels, bytes (see above).
         height, hist_height: CSS heights of the norm chart and of the heat map (with its colour bar).
 
     Attributes:
@@ -58,8 +73,9 @@ class GradientView:
     """
 
     def __init__(self, *, ratio: float = 1e-4, max_points: int = 2000, max_values: int = 3000,
-                 height: str = "300px", hist_height: str = "360px") -> None:
+                 max_bytes: int = 12_000, height: str = "300px", hist_height: str = "360px") -> None:
         self.ratio, self.max_points, self.max_values = float(ratio), int(max_points), int(max_values)
+        self.max_bytes = int(max_bytes)
         self.x_scale = xs = bq.LinearScale(min=0.0)
         ys = bq.LogScale()
         self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True)
@@ -118,16 +134,23 @@ class GradientView:
         labels_changed = key[2:4] != self._key[2:4]
         self._key = key
         labels = self._labels(layers, frozen)
+        # float32 values this update may send (x + y of the norm lines, the heat map's colours)
+        label_bytes = 2 * len(json.dumps(labels)) + 12 * len(labels) if labels_changed else 0
+        values = max(512, (self.max_bytes - label_bytes) // 4)
+        heat_bins = 0
+        if last is not None and np.ndim(last[2]) == 2 and len(layers):
+            heat_bins = max(2, min(np.shape(last[2])[1], values // 3 // len(layers)))
         if len(steps):
-            self._send_norms(steps, norms, labels, labels_changed)
+            self._send_norms(steps, norms, labels, labels_changed, values - heat_bins * len(layers))
         if last is not None:
-            self._send_histogram(last, labels)
+            self._send_histogram(last, labels, heat_bins)
         frozen_labels = self._labels(list(frozen_names), [False] * len(frozen_names))
         self._send_flags(norms[-1] if len(steps) else None, layers, frozen_labels)
 
-    def _send_norms(self, steps: np.ndarray, norms: np.ndarray, labels: list[str], labels_changed: bool) -> None:
+    def _send_norms(self, steps: np.ndarray, norms: np.ndarray, labels: list[str], labels_changed: bool,
+                    values: int) -> None:
         L = norms.shape[1]
-        per_line = max(2, min(self.max_points, self.max_values // max(L, 1)))
+        per_line = max(2, min(self.max_points, self.max_values // max(L, 1), values // (L + 1)))
         idx, _ = stride_decimate(np.arange(len(steps)), np.arange(len(steps)), per_line)
         y = norms[idx].T.astype(np.float32)  # (L, k)
         y[~(y > 0)] = np.nan                  # NaN / 0 / negative: a gap on the log axis
@@ -141,11 +164,15 @@ class GradientView:
             self.x_scale.max = float(max(newest, 1))
         self.norm_figure.title = f"Gradient norm per layer (step {newest})"
 
-    def _send_histogram(self, last: tuple, labels: list[str]) -> None:
+    def _send_histogram(self, last: tuple, labels: list[str], bins: int) -> None:
         names, edges, counts, step = last
         counts = np.asarray(counts, dtype=np.float32)
         if len(names) != len(labels) or counts.ndim != 2:
             return
+        if 0 < bins < counts.shape[1]:  # merge neighbouring bins: `bins` groups of near-equal width
+            starts = np.linspace(0, counts.shape[1], bins + 1).astype(int)
+            counts = np.add.reduceat(counts, starts[:-1], axis=1)
+            edges = np.asarray(edges)[starts]
         total = counts.sum(1, keepdims=True)
         share = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
         if len(labels) == 1:  # bqplot squeezes a (1, bins) colour array to 1-D: add a blank row
@@ -164,7 +191,9 @@ class GradientView:
         else:
             self.flagged = flag_vanishing(norms, layers, self._acts, ratio=self.ratio)
             if self.flagged:
-                items = "".join(f"<li>{html.escape(msg)}</li>" for msg in self.flagged)
+                items = "".join(f"<li>{html.escape(msg)}</li>" for msg in self.flagged[:_MAX_FLAGS])
+                if len(self.flagged) > _MAX_FLAGS:
+                    items += f"<li>… and {len(self.flagged) - _MAX_FLAGS} more layer(s)</li>"
                 parts.append(f"<b style='color:#d62728'>Vanishing gradients in {len(self.flagged)} "
                              f"layer(s):</b><ul style='margin:2px 0'>{items}</ul>")
             else:

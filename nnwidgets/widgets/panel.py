@@ -171,6 +171,31 @@ class TrainingPanel(w.VBox):
         self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
         self._thread.start()
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view (ipywidgets'). Once a run has ended (completed, stopped, failed) the
+        bundle also carries a static summary (``text/html``: final numbers, loss curve, epoch
+        table; ``text/plain``: one line, see :mod:`nnwidgets._summary`), which a saved notebook
+        shows where no widget can render (``nbconvert --to html``). In Colab its custom widget
+        manager is turned on first (:func:`nnwidgets._frontend.enable_colab_widgets`), with a notice."""
+        from .._frontend import enable_colab_widgets
+        from .._summary import ENDED
+        notice = enable_colab_widgets()
+        if notice and not getattr(self, "_colab_noted", False):
+            self._colab_noted = True
+            self.status.log(notice, kind="notice")
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and self.trainer.state in ENDED:
+            bundle = {**bundle, **self.static_bundle()}
+        return bundle
+
+    def static_bundle(self) -> dict[str, str]:
+        """The run as static output, no widget: ``{"text/html": ..., "text/plain": ...}`` (state,
+        final numbers, loss curve as SVG, epoch table; see :mod:`nnwidgets._summary`). ``%%train``
+        puts it in place of the panel's output when nbclient ran the cell (nobody can steer,
+        and a saved widget would need its JavaScript to render)."""
+        from .._summary import summary_html, summary_text
+        return {"text/html": summary_html(self.trainer), "text/plain": summary_text(self.trainer)}
+
     def add_tab(self, title: str, view: Any) -> None:
         """Append a tab showing ``view.widget``; ``view.refresh(trainer)`` is then called by the
         updater thread like the built-in views."""

@@ -110,10 +110,14 @@ def test_many_samples_are_thinned():
     layers = [f"l{i}" for i in range(6)]
     for s in range(5000):
         h.append_gradients(s, layers, np.full(6, 0.5, np.float32))
-    view = GradientView(max_values=3000)
+    view = GradientView(max_values=3000, max_bytes=10**6)
     view.refresh(SimpleNamespace(history=h, model=nn.Sequential()))
-    assert view.lines.y.shape == (6, 500) and view.lines.x[-1] == 4999
+    assert view.lines.y.shape == (6, 500) and view.lines.x[-1] == 4999  # max_values // layers
     assert view.heatmap.color is None
+    small = GradientView(max_bytes=4000)  # the byte budget: (6 lines + x) x k float32 <= 4000 B - labels
+    small.refresh(SimpleNamespace(history=h, model=nn.Sequential()))
+    k = small.lines.y.shape[1]
+    assert 100 <= k and 7 * k * 4 <= 4000 and small.lines.x[-1] == 4999
 
 
 def test_one_sample_of_many_layers_stays_one_point_per_layer():

@@ -123,3 +123,63 @@ def test_recorder_sees_binary_float32_buffers(recorder):
         assert {"x", "y"} <= set(data["state"])  # x and y in ONE message (hold_sync)
         assert data["state"]["y"]["dtype"] == "float32"
         assert sum(memoryview(b).nbytes for b in buffers) == 2 * 4 * data["state"]["y"]["shape"][0]
+
+
+def _deep_model(n_linear):
+    """``n_linear`` Linear layers with nested names (``encoder.blocks.17.0``), as real models have."""
+    from torch import nn
+    blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(n_linear - 1)])
+    return nn.ModuleDict({"encoder": nn.ModuleDict({"blocks": blocks}), "head": nn.Linear(8, 3)})
+
+
+def _gradient_update_bytes(recorder, n_linear, samples):
+    """Bytes of the first refresh of a GradientView (labels, lines, heat map, flags) and of the
+    refresh after one more gradient sample, for a run with ``samples`` samples (40-bin
+    histograms; norms spread over 8 decades so that many layers are flagged as vanishing)."""
+    from types import SimpleNamespace
+    from torch import nn
+    from nnwidgets.widgets.gradients import GradientView
+    model = _deep_model(n_linear)
+    layers = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    rng, h = np.random.default_rng(0), History()
+    edges = np.linspace(-12.0, 2.0, 41)
+
+    def sample(step):
+        norms = (rng.random(len(layers)) * 10.0 ** -rng.integers(0, 8, len(layers))).astype(np.float32)
+        h.append_gradients(step, layers, norms, rng.integers(0, 100, (len(layers), 40)).astype(np.float32), edges)
+
+    for s in range(samples):
+        sample(10 * s)
+    view, trainer = GradientView(), SimpleNamespace(history=h, model=model)
+    sizes = []
+    for _ in range(2):
+        recorder.log = []
+        view.refresh(trainer)
+        sizes.append(sum(message_bytes(d, b) for t, d, b in recorder.log if t == "comm_msg"))
+        sample(10 * samples)
+    return sizes, view
+
+
+@pytest.mark.parametrize("n_linear", [5, 30, 100])
+def test_gradients_tab_update_within_budget_for_many_layers(recorder, n_linear):
+    """Issue 10: Gradients-tab updates levelled off at ~17 KB (3,000 y values + x + a 40-bin
+    heat map + every flagged layer listed). Now the first update (labels included) and the
+    next one stay ≤ 16 KB for 5 to 100 layers after 5,000 samples, and lines and heat map keep
+    their shape: every layer, the newest sample last, at least 2 bins."""
+    sizes, view = _gradient_update_bytes(recorder, n_linear, 5_000)
+    print(f"\nGradients tab, {n_linear} layers, 5,000 samples: first update {sizes[0]} B, next {sizes[1]} B")
+    assert max(sizes) <= BUDGET, sizes
+    assert view.lines.y.shape[0] == n_linear and view.lines.x[-1] == 50_000
+    assert view.heatmap.color.shape[0] == n_linear and view.heatmap.color.shape[1] >= 2
+    np.testing.assert_allclose(view.heatmap.color.sum(1), 1.0, rtol=1e-5)  # merged bins keep each layer's share
+    assert len(view.heatmap.column) == view.heatmap.color.shape[1] + 1
+    assert view.heatmap.column[0] == -12.0 and view.heatmap.column[-1] == 2.0
+    if n_linear == 100:
+        assert view.flags.value.count("<li>") <= 9 and "more layer(s)" in view.flags.value
+
+
+def test_gradients_tab_short_run_sends_everything(recorder):
+    """Few layers, few samples: nothing is thinned or merged (all samples, all 40 bins)."""
+    sizes, view = _gradient_update_bytes(recorder, 5, 50)
+    assert view.lines.y.shape == (5, 51) and view.heatmap.color.shape == (5, 40)
+    assert max(sizes) <= BUDGET
