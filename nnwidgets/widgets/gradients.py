@@ -74,7 +74,8 @@ class GradientView:
         self.ratio, self.max_points, self.max_values = float(ratio), int(max_points), int(max_values)
         self.x_scale = xs = bq.LinearScale(min=0.0)
         ys = bq.LogScale()
-        self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True)
+        self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True,
+                              tooltip=bq.Tooltip(fields=["name"], labels=["layer"]))  # hover a line: its layer
         layout = widgets.Layout(width="100%", height=height)
         margin = {"top": 40, "bottom": 40, "left": 110, "right": 140}  # left: room for layer names
         self.norm_figure = bq.Figure(
@@ -84,7 +85,9 @@ class GradientView:
         rows, cols = bq.OrdinalScale(reverse=True), bq.LinearScale()  # first layer on top
         colors = bq.ColorScale(colors=list(_HEAT_COLORS), min=0.0, max=1.0)
         self.heatmap = bq.GridHeatMap(color=None, scales={"row": rows, "column": cols,
-                                      "color": colors}, stroke="transparent", null_color="#ffffff")
+                                      "color": colors}, stroke="transparent", null_color="#ffffff",
+                                      tooltip=bq.Tooltip(fields=["row", "column", "color"], formats=["", ".2f", ".1%"],
+                                                         labels=["layer", "log10|g| from", "share"]))
         # No bqplot ColorAxis: its colour bar reads ``this.colors.length`` in ``rescale_axis``
         # before its own render has set it when the figure is laid out in a hidden tab
         # (JupyterLab), throws, and the heat map stayed blank; an HTML key above the plot instead.

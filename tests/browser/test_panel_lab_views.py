@@ -17,6 +17,25 @@ _HEAT_CELLS_JS = """
     return cells.filter(r => +r.getAttribute('width') > 0 && +r.getAttribute('height') > 0).length; } }
   return null; }
 """
+# centre of the newest marker of the line labelled ``label`` in the figure titled ``title``
+_DOT_JS = """
+([sel, title, label]) => { for (const fig of document.querySelector(sel).querySelectorAll('.bqplot.figure')) {
+  const head = fig.querySelector('text.mainheading');
+  if (!head || head.textContent !== title) continue;
+  for (const curve of fig.querySelectorAll('g.curve')) {
+    if (curve.querySelector('text.curve_label')?.textContent !== label) continue;
+    const dots = curve.querySelectorAll('path.dot');
+    if (!dots.length) return null;
+    dots[dots.length - 1].scrollIntoView({block: 'center'});
+    const r = dots[dots.length - 1].getBoundingClientRect();
+    return {x: r.x + r.width / 2, y: r.y + r.height / 2, n: dots.length}; } }
+  return null; }
+"""
+_TOOLTIP_JS = """
+() => [...document.querySelectorAll('.bqplot_mark_tooltip')]
+  .filter(d => getComputedStyle(d).display !== 'none' && +getComputedStyle(d).opacity > 0 && d.innerText.trim())
+  .map(d => d.innerText.replace(/\\s+/g, ' ').trim())
+"""
 _PANEL_ERRORS = re.compile(r"rescale_axis|reading 'length'|Could not create a view|Error displaying widget", re.I)
 
 
@@ -37,6 +56,15 @@ def test_lab_panel_no_console_error_heatmap_drawn(page, write_notebook, notebook
     kp.wait_probe(notebook_dir, "running, 1 epoch", lambda p: p["epoch"] >= 1, 120, page)
     page.wait_for_timeout(1000)
     assert _panel_errors(page) == []
+
+    # hover values: the newest validation-loss point reads "step 256 validation loss 0.xxxx"
+    dot = kp.wait_until("a validation-loss marker", lambda: page.evaluate(_DOT_JS, [panel.selector, "Loss",
+                                                                                "validation loss"]), 30, page=page)
+    page.mouse.move(dot["x"], dot["y"])
+    tips = kp.wait_until("the tooltip", lambda: page.evaluate(_TOOLTIP_JS), 10, page=page)
+    print(f"tooltip: {tips}")
+    assert re.fullmatch(r"step (256|512|768) validation loss \d\.\d{3,4}", tips[0]), tips
+    page.mouse.move(5, 5)
     panel.open_tab("Gradients")
     cells = kp.wait_until("heat map cells drawn",
                           lambda: page.evaluate(_HEAT_CELLS_JS, [panel.selector, "log10|g| per layer"]), 20,

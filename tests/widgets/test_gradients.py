@@ -139,3 +139,11 @@ def test_norm_chart_reaches_the_newest_sample_and_colour_bar_is_readable(sigmoid
     assert "0 %" in view.color_key.value and "100 %" in view.color_key.value
     assert all(c in view.color_key.value for c in view.heatmap.scales["color"].colors)
     assert (view.heatmap.scales["color"].min, view.heatmap.scales["color"].max) == (0.0, 1.0)
+
+
+def test_hover_names_the_layer_and_the_heat_map_cell():
+    view = GradientView()
+    assert list(view.lines.tooltip.fields) == ["name"] and list(view.lines.tooltip.labels) == ["layer"]
+    tip = view.heatmap.tooltip
+    assert list(tip.fields) == ["row", "column", "color"] and list(tip.labels) == ["layer", "log10|g| from", "share"]
+    assert list(tip.formats) == ["", ".2f", ".1%"]
