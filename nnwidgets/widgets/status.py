@@ -10,6 +10,8 @@ Where the numbers come from:
 * ``val loss`` and the first validation metric (``val accuracy``, ``val r2``, ...): the newest
   epoch record; without validation data the first training metric (``accuracy``). They go
   first in the same text widget as the progress, so no widget message is added per refresh;
+* ``validating 3/12 batches`` (and the state ``validating``): while the run is running and
+  ``trainer.phase == "validating"``, from ``trainer.val_progress`` (see :func:`validating`);
 * progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
   loader has no length);
 * ``epoch k/N``: the epoch in progress, or the next one to run, counted from 1:
@@ -42,7 +44,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-__all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration"]
+__all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration", "validating"]
 
 NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
@@ -58,6 +60,19 @@ def epoch_shown(epoch: int, target: int) -> int:
     """``epoch k/N`` of the status line: the epoch in progress or next to run, from 1
     (``trainer.epoch`` counts completed epochs), capped at ``N = target``."""
     return min(int(epoch) + 1, max(int(target), 1))
+
+
+def validating(trainer: Any, state: str) -> list[str]:
+    """``["validating 3/12 batches"]`` while a running trainer's validation pass runs, else ``[]``.
+
+    Reads ``trainer.phase`` (``"training"``, ``"validating"`` or ``None``) and
+    ``trainer.val_progress`` (``(batches done, total or None)``), both optional: an engine
+    without them shows nothing. ``"validating 3 batches"`` when the loader has no length.
+    """
+    if state != "running" or getattr(trainer, "phase", None) != "validating":
+        return []
+    done, total = getattr(trainer, "val_progress", None) or (0, None)
+    return [f"validating {done:,}/{total:,} batches" if total else f"validating {done:,} batches"]
 
 
 def format_duration(seconds: float) -> str:
@@ -128,7 +143,8 @@ class StatusView:
         """Read the trainer and history; rebuild the notices box only when entries were added."""
         state = trainer.state
         color = _STATE_COLORS.get(state, "#333333")
-        self.state.value = f'<b style="color:{color}">{html.escape(state)}</b>'
+        shown = "validating" if state == "running" and getattr(trainer, "phase", None) == "validating" else state
+        self.state.value = f'<b style="color:{color}">{html.escape(shown)}</b>'
         self._progress(trainer, state)
         events = trainer.history.event_records
         self._events(events)
@@ -164,8 +180,8 @@ class StatusView:
         rate = self._rate(trainer, state)
         self.steps_per_s = rate
         self.eta_s = (spe * target - step) / rate if rate and spe else None
-        parts = self._numbers(trainer) + [f"epoch {epoch_shown(epoch, target)}/{target}",
-                 f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
+        parts = self._numbers(trainer) + validating(trainer, state) + [
+            f"epoch {epoch_shown(epoch, target)}/{target}", f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
         if rate:
             parts.append(f"{rate:,.1f} steps/s")
         if self.eta_s is not None:
