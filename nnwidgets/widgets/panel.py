@@ -28,6 +28,10 @@ pinged for ``pause_unseen_s`` seconds while the run is running, the updater thre
 one page load and a closed page means an abandoned run (the kernel's widget messages keep it
 "active", so idle culling alone never removes it; see :mod:`~nnwidgets.widgets.presence`); in
 JupyterLab or Notebook a run is expected to go on while its tab is closed.
+
+Output of the training thread (``print``, warnings raised in ``forward``, the loss, a
+``collate_fn``) goes into the notices as ``output`` / ``warning`` entries, never into a later
+cell (:mod:`~nnwidgets.widgets._thread_output`).
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from .network import NetworkView
 from .parameters import ParametersView
 from .presence import Presence
 from .status import StatusView
+from ._thread_output import route_current_thread, unroute_current_thread
 
 __all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S", "PAUSE_UNSEEN_S",
            "in_voila"]
@@ -168,6 +173,7 @@ class TrainingPanel(w.VBox):
             except Exception as e:  # noqa: BLE001 - an optional view must not break the panel
                 self.status.log(f"the {title} tab could not be built: {type(e).__name__}: {e}")
         self.tab.observe(lambda _: self._wake.set(), "selected_index")  # a tab shown catches up at once
+        self._output_handle = self._route_output_handle(trainer)
         self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
         self._thread.start()
 
@@ -178,6 +184,23 @@ class TrainingPanel(w.VBox):
         self.tab.children = [v.widget for _, v in self.views]
         for i, (t, _) in enumerate(self.views):
             self.tab.set_title(i, t)
+
+    def _route_output_handle(self, trainer: Any) -> Any:
+        """Route the training thread's ``print`` and warnings into the notices (kinds
+        ``"output"`` / ``"warning"``; see :mod:`~nnwidgets.widgets._thread_output`): from the
+        thread's own ``STATE_CHANGED`` to running until it ends. A blocking ``fit()`` on the
+        main thread keeps its output in its cell."""
+        from ..events import Event
+
+        def on_state(_trainer: Any, new: str = "", **_: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                return
+            if new == "running":
+                route_current_thread(lambda kind, text: self.status.log(text, kind=kind))
+            elif new in ("completed", "stopped", "failed"):
+                unroute_current_thread()
+        on = getattr(trainer, "on", None)
+        return on(Event.STATE_CHANGED, on_state) if on is not None else None
 
     # ---------------------------------------------------------------- the updater thread
     def _signature(self) -> tuple:
@@ -289,6 +312,9 @@ class TrainingPanel(w.VBox):
         for flag in (getattr(self, "_closed", None), getattr(self, "_wake", None)):
             if flag is not None:  # absent when __init__ raised
                 flag.set()
+        handle = getattr(self, "_output_handle", None)
+        if handle is not None:
+            handle.remove()
         thread = getattr(self, "_thread", None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)

@@ -50,7 +50,7 @@ NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
 LOSS_WINDOW = 50
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
-_COLORS = {"notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
+_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
                 "Fix the cause, then press Start to continue from there.")
@@ -110,6 +110,7 @@ class StatusView:
         self.eta_s: float | None = None
         self._lock = threading.Lock()
         self._items: list[tuple[str, str]] = []  # (kind, text) in arrival order
+        self._added = 0  # entries ever added (the box is rebuilt when it changes)
         self._n_events = 0
         self._shown_items = -1
         self._samples: collections.deque = collections.deque()
@@ -129,9 +130,14 @@ class StatusView:
         self.refresh(trainer)
 
     def log(self, message: str, kind: str = "panel") -> None:
-        """Add a message of the panel's own (a rejected setting, a view that failed); any thread."""
+        """Add a message of the panel's own (a rejected setting, a view that failed) or a line the
+        training thread printed (``kind="output"``/``"warning"``); any thread. The newest
+        ``4 × max_notices`` entries are kept."""
         with self._lock:
             self._items.append((kind, str(message)))
+            self._added += 1
+            if len(self._items) > 4 * self.max_notices:
+                del self._items[:-self.max_notices]
 
     @property
     def messages(self) -> list[tuple[str, str]]:
@@ -221,8 +227,9 @@ class StatusView:
             self._n_events = len(events)
             with self._lock:
                 self._items.extend(new)
+                self._added += len(new)
         with self._lock:
-            n = len(self._items)
+            n = self._added
             if n == self._shown_items:
                 return
             self._shown_items = n
