@@ -18,13 +18,15 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+import weakref
 from typing import Any, Callable
 
 __all__ = ["ThreadRouter", "route_current_thread", "unroute_current_thread", "routed_threads"]
 
 Sink = Callable[[str, str], None]   # sink(kind, text)
 _LOCK = threading.Lock()
-_ROUTES: dict[int, "_LineBuffer"] = {}   # thread ident → its line buffer
+# thread → its line buffer; keyed by the Thread object (weakly), not its ident: idents are reused
+_ROUTES: "weakref.WeakKeyDictionary[threading.Thread, _LineBuffer]" = weakref.WeakKeyDictionary()
 _MAX_LINE = 2000                          # characters kept of one line
 
 
@@ -59,14 +61,14 @@ class ThreadRouter:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        buf = _ROUTES.get(threading.get_ident())
+        buf = _ROUTES.get(threading.current_thread()) if _ROUTES else None
         if buf is None:
             return self.stream.write(text)
         buf.write(str(text))
         return len(text)
 
     def flush(self) -> None:
-        if threading.get_ident() not in _ROUTES:
+        if threading.current_thread() not in _ROUTES:
             self.stream.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -74,7 +76,7 @@ class ThreadRouter:
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
-    buf = _ROUTES.get(threading.get_ident())
+    buf = _ROUTES.get(threading.current_thread()) if _ROUTES else None
     if buf is None or file is not None:
         return _showwarning.original(message, category, filename, lineno, file, line)
     text = warnings.formatwarning(message, category, filename, lineno, line).strip()
@@ -108,17 +110,18 @@ def route_current_thread(sink: Sink) -> None:
         raise RuntimeError("the main thread's output belongs in its cell: route only worker threads")
     with _LOCK:
         _install()
-        _ROUTES[threading.get_ident()] = _LineBuffer(sink)
+        _ROUTES[threading.current_thread()] = _LineBuffer(sink)
 
 
-def unroute_current_thread() -> None:
-    """Stop routing the calling thread; a last line without a newline is sent first."""
+def unroute_current_thread(thread: threading.Thread | None = None) -> None:
+    """Stop routing ``thread`` (default: the calling thread); a last line without a newline is
+    sent first. Nothing happens for a thread that is not routed."""
     with _LOCK:
-        buf = _ROUTES.pop(threading.get_ident(), None)
+        buf = _ROUTES.pop(thread or threading.current_thread(), None)
     if buf is not None:
         buf.flush()
 
 
 def routed_threads() -> int:
-    """Number of threads routed now."""
-    return len(_ROUTES)
+    """Number of live threads routed now."""
+    return sum(t.is_alive() for t in list(_ROUTES))
