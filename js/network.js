@@ -12,6 +12,7 @@ const POS = "#1f77b4", NEG = "#e6550d";            // weight sign: blue positive
 const TINT_LO = [241, 245, 249], TINT_HI = [129, 140, 248];
 const FROZEN = "#90a4ae";
 const GAP = 26, R = 8, PAD_X = 70, TOP = 44, LABEL_H = 92, WIDTH = 760;
+const MAX_COL_H = 16 * GAP;  // a column of more than 16 neurons (up to max_neurons, 32) is drawn closer
 
 function node(tag, attrs, parent, ns = SVG) {
   const e = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
@@ -70,14 +71,17 @@ function legend(svg, tint, extra) {
 // ---------------------------------------------------------------- MLP columns
 function columnGeometry(structure) {
   const cols = structure.columns, maxN = structure.max_neurons || 16;
-  const stackH = Math.max(3, Math.round(maxN * 0.75)) * GAP;
-  const heights = cols.map((c) => (c.collapsed ? stackH : c.size * GAP));
+  // pitch and radius shrink together so the tallest drawn column fits MAX_COL_H (32 neurons: 13 px, r 4.5)
+  const widest = Math.max(1, ...cols.filter((c) => !c.collapsed).map((c) => c.size));
+  const gap = Math.min(GAP, MAX_COL_H / widest), r = Math.min(R, gap * 0.35);
+  const stackH = Math.max(3, Math.round(Math.min(maxN, 16) * 0.75)) * GAP;
+  const heights = cols.map((c) => (c.collapsed ? stackH : c.size * gap));
   const netH = Math.max(...heights, GAP);
   const span = cols.length > 1 ? (WIDTH - 2 * PAD_X) / (cols.length - 1) : 0;
   const geo = cols.map((c, i) => {
     const cx = PAD_X + i * span, h = heights[i], top = TOP + (netH - h) / 2;
-    const y = (j) => (c.collapsed ? top + ((j + 0.5) / c.size) * h : top + GAP / 2 + j * GAP);
-    return { cx, top, h, y };
+    const y = (j) => (c.collapsed ? top + ((j + 0.5) / c.size) * h : top + gap / 2 + j * gap);
+    return { cx, top, h, y, r };
   });
   return { geo, netH, height: TOP + netH + LABEL_H };
 }
@@ -108,7 +112,7 @@ function buildMLP(root, structure) {
       titles.push(text(rect, "", {}, "title"));
     } else {
       for (let j = 0; j < c.size; j++) {
-        const circle = node("circle", { class: "nnw-neuron", cx: g.cx, cy: g.y(j), r: R, "stroke-width": 1.5 }, col);
+        const circle = node("circle", { class: "nnw-neuron", cx: g.cx, cy: g.y(j), r: g.r, "stroke-width": g.r < R ? 1 : 1.5 }, col);
         shapes.push(circle);
         titles.push(text(circle, "", {}, "title"));
       }
@@ -140,7 +144,7 @@ function updateMLP(view, state, buf) {
     idx.sort((i, j) => Math.abs(w(i)) - Math.abs(w(j)));
     for (const i of idx) {
       const s = maxAbs > 0 ? Math.abs(w(i)) / maxAbs : 0;
-      node("line", { class: "nnw-edge", x1: a.cx + R, y1: a.y(buf[3 * (off + i)]), x2: b.cx - R,
+      node("line", { class: "nnw-edge", x1: a.cx + a.r, y1: a.y(buf[3 * (off + i)]), x2: b.cx - b.r,
         y2: b.y(buf[3 * (off + i) + 1]), stroke: w(i) >= 0 ? POS : NEG, "stroke-width": (0.4 + wMax * s).toFixed(2),
         "stroke-opacity": ((sampled ? 0.1 : 0.15) + (sampled ? 0.4 : 0.75) * s).toFixed(2),
         ...(frozen ? { "stroke-dasharray": "3 2" } : {}) }, view.edges);

@@ -79,7 +79,7 @@ class Graph:
     names: list = field(default_factory=list)
     dropouts: list = field(default_factory=list)
     budgets: list = field(default_factory=list)
-    max_neurons: int = 16
+    max_neurons: int = 32
     nbytes: int = 0
 
 
@@ -207,7 +207,7 @@ def _blocks(model: nn.Module, example: Any, max_neurons: int) -> Graph:
                  [], max_neurons, 0)
 
 
-def extract(model: nn.Module, example: Any = None, *, max_neurons: int = 16, max_edges: int = 1024) -> Graph:
+def extract(model: nn.Module, example: Any = None, *, max_neurons: int = 32, max_edges: int = 1024) -> Graph:
     """Decide how ``model`` is drawn and what :func:`sample` will send.
 
     Args:

@@ -435,12 +435,14 @@ class LoopMixin:
             self._prepared.threshold)
         with self._own_work():
             metrics.reset()
-        was_training = self.model.training
+        was_training, phase = self.model.training, getattr(self, "phase", None)
         self.model.eval()
         total, count = None, 0
+        n_batches = len(data) if hasattr(data, "__len__") else None
+        self.phase, self.val_progress = "validating", (0, n_batches)  # read by the panel's status
         try:
             with torch.no_grad():
-                for batch in data:
+                for done, batch in enumerate(data, 1):
                     if self._stop_requested:
                         raise StopRun()
                     x, y = self._canonical(batch)
@@ -456,8 +458,10 @@ class LoopMixin:
                     count += n
                     if out is not None and y is not None:
                         metrics.record(out, y)
+                    self.val_progress = (done, n_batches)  # Python ints: no host sync
         finally:
             self.model.train(was_training)
+            self.phase, self.val_progress = phase, None
         result = {"loss": float(total) / count if count else math.nan}
         with self._own_work():
             result.update(metrics.compute())

@@ -91,11 +91,38 @@ def _resolve_loss(user_ns: dict, name: str | None) -> Any:
                      "or the name of a loss module/function defined in the notebook")
 
 
-def _display_panel(panel: Any) -> Any:
-    """Show the panel; returns the display handle (``None`` where display gives none)."""
+def _refuse_to_replace(user_ns: dict, name: str) -> None:
+    """A UsageError when ``--name NAME`` would replace a notebook variable that is not a view
+    made by nnwidgets (a TrainingPanel or a text report): naming it, its type and the fix."""
+    if name not in user_ns:
+        return
+    value = user_ns[name]
+    if type(value).__module__.startswith("nnwidgets.") and hasattr(value, "trainer"):
+        return  # an earlier panel: replacing it is what re-running a cell does
+    raise UsageError(f"--name {name}: the notebook variable {name!r} holds a {type(value).__name__}, not a "
+                     f"training panel, and %%train would replace it. Choose another --name, or add --overwrite "
+                     f"to replace {name!r}.")
+
+
+def reattach_hint(name: str) -> str:
+    """The line shown under a panel in JupyterLab / Notebook: how to show the live run again when
+    the panel cannot be (a reopened notebook or a reloaded page reads "model not found")."""
+    return (f"Panel bound to {name}: after reopening the notebook or reloading the page, run "
+            f"display({name}) in a new cell to show the live run again.")
+
+
+def _display_panel(panel: Any, name: str | None = None) -> Any:
+    """Show the panel (and, outside Voilà, how to show it again under ``name``); returns the
+    panel's display handle (``None`` where display gives none)."""
     from IPython.display import display
     shown = panel if any(hasattr(panel, a) for a in ("_repr_mimebundle_", "_ipython_display_")) else panel.widget
-    return display(shown, display_id=True)
+    handle = display(shown, display_id=True)
+    if name is not None and not _frontend.in_voila():  # a Voilà page reload is a new kernel: nothing to re-attach
+        import html
+        text = reattach_hint(name)
+        display({"text/plain": text, "text/html": f'<div class="nnw-reattach" style="color:#777;font-size:12px">'
+                                                  f"{html.escape(text)}</div>"}, raw=True)
+    return handle
 
 
 @magics_class
@@ -130,6 +157,8 @@ class TrainMagics(Magics):
     @argument("--name", default=None, metavar="NAME",
               help=f"bind the panel to this notebook variable (default {DEFAULT_PANEL_NAME}); "
                    "its .trainer is the Trainer")
+    @argument("--overwrite", action="store_true",
+              help="let --name replace a notebook variable that is not a training panel")
     @argument("--wait", action="store_true",
               help=f"block until training ends (Run All); also when ${WAIT_ENV}=1, and by default where "
                    "nbclient / nbconvert --execute / papermill runs the notebook")
@@ -159,7 +188,9 @@ class TrainMagics(Magics):
         IPython) no panel is made: the run trains in the foreground and prints one line
         per epoch; Ctrl-C stops it at a step boundary. The panel is bound to the notebook
         variable given by --name, or else to _nnw_panel; panel.trainer is the Trainer
-        and panel.trainer.history its History.
+        and panel.trainer.history its History. --name refuses to replace a notebook variable
+        that is not a panel unless --overwrite is given. A line under the panel says how to show
+        the live run again after the notebook is reopened: display(NAME) in a new cell.
 
         Example::
 
@@ -170,6 +201,8 @@ class TrainMagics(Magics):
         shell = self.shell
         if args.name is not None and not args.name.isidentifier():
             raise UsageError(f"--name: {args.name!r} is not a valid Python variable name")
+        if args.name is not None and not args.overwrite:
+            _refuse_to_replace(shell.user_ns, args.name)
         if cell and cell.strip():
             result = shell.run_cell(cell, store_history=False)
             if not result.success:
@@ -216,7 +249,8 @@ class TrainMagics(Magics):
             if not args.no_start:
                 _fit_text(view)
             return
-        shown = _display_panel(view)
+        # no re-attach hint in a batch run (nbclient, nbconvert): its saved output has no live run to show again
+        shown = _display_panel(view, None if front == _frontend.BATCH else args.name or DEFAULT_PANEL_NAME)
         if args.no_start:
             return
         env = _wait_from_env()

@@ -1,5 +1,7 @@
 """A real kernel (jupyter_client): output written by the training thread of ``%%train`` is
-shown under the ``%%train`` cell, on ipykernel 6 and 7 (see :mod:`nnwidgets._output_parent`).
+shown in the panel's notices, never in a later cell, on ipykernel 6 and 7 (the panel's per-thread
+stream routing, :mod:`nnwidgets.widgets._thread_output`; below it the thread keeps the ``%%train``
+cell as its parent, :mod:`nnwidgets._output_parent`).
 
 CI runs this file (with ``test_magic*.py``) once with the project's ipykernel 7 and once in
 ``.venv-ipk6`` with ipykernel 6 (``scripts/test.sh``); ``NNWIDGETS_EXPECT_IPYKERNEL`` names
@@ -92,10 +94,11 @@ def _streams(kc, seconds):
 
 
 @pytest.mark.slow
-def test_training_thread_output_appears_under_the_train_cell(kernel):
+def test_training_thread_output_goes_to_the_panel_never_to_a_later_cell(kernel):
     setup = _run(kernel, SETUP)
     train = _run(kernel, "%train model loader --epochs 1 --threads 1 --name run")
-    later = _run(kernel, "gate.set()\nimport time\ntime.sleep(2)\nprint('later-cell', run.trainer.state)")
+    later = _run(kernel, "gate.set()\nimport time\ntime.sleep(2)\nprint('later-cell', run.trainer.state)\n"
+                       "print('in-notices', any('said-by-forward' in m for _, m in run.status.messages))")
     streams = _streams(kernel, 3)
     text = {mid: "".join(t for m, t in streams if m == mid) for mid in (setup, train, later)}
     version = text[setup].split("ipykernel ", 1)[1].split()[0]
@@ -103,6 +106,6 @@ def test_training_thread_output_appears_under_the_train_cell(kernel):
     expected = os.environ.get(EXPECT_ENV)
     if expected:
         assert version.split(".")[0] == expected, f"this run expects ipykernel {expected}.x, the kernel has {version}"
-    assert "said-by-forward" in text[train], (version, streams)
+    assert "in-notices True" in text[later], (version, streams)
     assert "said-by-forward" not in text[later], (version, streams)
     assert "later-cell completed" in text[later]

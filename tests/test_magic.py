@@ -14,7 +14,7 @@ from nnwidgets import _frontend
 from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV, TrainMagics
 
 OPTIONS = ["--val", "--epochs", "--lr", "--momentum", "--weight-decay", "--dropout", "--optimizer",
-           "--loss", "--task", "--device", "--seed", "--threads", "--name", "--wait", "--no-start"]
+           "--loss", "--task", "--device", "--seed", "--threads", "--name", "--overwrite", "--wait", "--no-start"]
 
 
 def _loader(n: int = 64, batch_size: int = 16) -> DataLoader:
@@ -219,7 +219,7 @@ def test_panel_is_displayed(ip, monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
     ip.run_line_magic("train", "model train_loader --name run --no-start")
     panel = ip.user_ns["run"]
-    assert len(shown) == 1 and shown[0] in (panel, getattr(panel, "widget", panel))
+    assert len(shown) == 2 and shown[0] in (panel, getattr(panel, "widget", panel))  # then the re-attach hint
 
 
 def test_rerun_with_name_closes_the_old_panel(ip):
@@ -290,3 +290,36 @@ def test_a_cell_is_known_by_the_front_ends_cell_id_else_by_its_names():
     assert cell_key(Shell(Kernel({})), "model", "run") == ("name", "run")
     assert cell_key(Shell(), "net", None) == ("model", "net")
     assert cell_key(object(), "net", None) == ("model", "net")  # no kernel at all (terminal IPython)
+
+
+def test_name_refuses_to_replace_a_variable_that_is_not_a_panel(ip):
+    ip.user_ns["run"] = {"lr": 0.1}
+    with pytest.raises(UsageError, match=re.escape(
+            "--name run: the notebook variable 'run' holds a dict, not a training panel, and %%train would "
+            "replace it. Choose another --name, or add --overwrite to replace 'run'.")):
+        ip.run_line_magic("train", "model train_loader --name run --no-start")
+    assert ip.user_ns["run"] == {"lr": 0.1}
+    ip.run_line_magic("train", "model train_loader --name run --no-start --overwrite")
+    first = ip.user_ns["run"]
+    assert type(first).__name__ == "TrainingPanel"
+    ip.run_line_magic("train", "model train_loader --name run --no-start")  # a panel: replaced, no flag needed
+    assert ip.user_ns["run"] is not first and type(ip.user_ns["run"]).__name__ == "TrainingPanel"
+
+
+def test_the_cell_output_says_how_to_show_the_run_again(ip, monkeypatch):
+    from nnwidgets import _magic
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.append((objs, kw)))
+    ip.run_line_magic("train", "model train_loader --name run --no-start")
+    (panel,), _ = shown[0]
+    assert panel is ip.user_ns["run"]
+    (bundle,), kw = shown[1]
+    assert kw == {"raw": True}
+    assert bundle["text/plain"] == _magic.reattach_hint("run") == (
+        "Panel bound to run: after reopening the notebook or reloading the page, run display(run) in a new cell "
+        "to show the live run again.")
+    assert "display(run)" in bundle["text/html"]
+    shown.clear()
+    monkeypatch.setenv("VOILA_KERNEL_ID", "x")  # Voilà: a reload is a new kernel, nothing to re-attach
+    ip.run_line_magic("train", "model train_loader --name run --no-start")
+    assert len(shown) == 1

@@ -9,7 +9,7 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
-__all__ = ["EventMarkers", "chart_figure", "event_label", "legend_html", "set_lines", "set_step_ticks", "set_xy",
+__all__ = ["EventMarkers", "chart_figure", "hover_tooltip", "event_label", "legend_html", "set_lines", "set_step_ticks", "set_xy",
            "step_ticks"]
 
 _STATES = {"paused", "stopped", "failed"}
@@ -28,6 +28,18 @@ def chart_figure(marks: list, axes: list, title: str, height: str) -> bq.Figure:
     return bq.Figure(marks=marks, axes=axes, title=title,
                      fig_margin={"top": 36, "bottom": 44, "left": 72, "right": 64},
                      layout=widgets.Layout(width="auto", min_width="0", height=height))
+
+
+def hover_tooltip(series: str, x_label: str = "step") -> bq.Tooltip:
+    """The tooltip of a point of a line: ``step 256`` / ``<series> 0.2314`` (x as a whole number,
+    y to 4 significant digits). bqplot shows it when the mouse is over one of the line's markers
+    (``marker=...``): a marker's datum holds ``x`` and ``y``; a bare line's path holds neither.
+
+    Args:
+        series: the y label (``"validation loss"``; change ``tooltip.labels`` to rename it).
+        x_label: the x label (``"step"``).
+    """
+    return bq.Tooltip(fields=["x", "y"], labels=[x_label, series], formats=["d", ".4g"])
 
 
 def legend_html(entries: list[tuple[str, str, str]]) -> str:

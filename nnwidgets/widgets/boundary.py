@@ -19,6 +19,7 @@ Cost on the training thread: one forward pass of ``grid²`` points (6,400 by def
 """
 from __future__ import annotations
 
+import html
 import math
 import threading
 import time
@@ -32,7 +33,7 @@ from torch import nn
 
 from ..events import Event
 
-__all__ = ["DecisionBoundaryView", "MAX_GRID", "training_points"]
+__all__ = ["DecisionBoundaryView", "MAX_GRID", "class_legend_html", "training_points"]
 
 MAX_GRID = 100            # grid cells per axis, at most
 MIN_INTERVAL_S = 1.0      # ≤ 1 evaluation and ≤ 1 redraw per second
@@ -44,6 +45,20 @@ def _pale(hex_color: str, keep: float = 0.35) -> str:
     """``hex_color`` mixed with white (``keep`` of the colour), for the background cells."""
     rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(255 - (255 - c) * keep):02x}" for c in rgb)
+
+
+def class_legend_html(names: list[str]) -> str:
+    """The boundary's class legend, one entry per class ``k``: a swatch of the region's pale
+    colour holding a dot of the point colour (``_STRONG[k % 10]``), then ``names[k]`` (escaped)."""
+    def item(k: int, name: str) -> str:
+        strong = _STRONG[k % len(_STRONG)]
+        swatch = (f'<span style="display:inline-block;width:16px;height:16px;vertical-align:middle;margin-right:5px;'
+                  f'background:{_pale(strong)};border:1px solid #ccc;text-align:center;line-height:16px">'
+                  f'<span style="display:inline-block;width:8px;height:8px;border-radius:50%;background:{strong};'
+                  f'vertical-align:middle"></span></span>')
+        return f'<span class="nnw-legend-item" style="margin-right:14px;white-space:nowrap">{swatch}{html.escape(name)}</span>'
+    return (f'<div class="nnw-legend nnw-class-legend" style="font-size:12px;line-height:22px">'
+            f'{"".join(item(k, n) for k, n in enumerate(names))}</div>')
 
 
 def _numpy(a: Any) -> np.ndarray:
@@ -93,9 +108,13 @@ class DecisionBoundaryView:
         margin: extra range on each side, as a fraction of the data's span per axis.
         interval_s: minimum seconds between evaluations and between redraws (>= 1).
         max_points: training points drawn, at most (every k-th point beyond that).
+        class_names: names of classes 0, 1, ... for the legend (default ``"class 0"``, ...);
+            classes beyond the list are named ``"class k"``.
 
     Attributes:
-        widget: the ``ipywidgets.VBox`` (figure + status line).
+        widget: the ``ipywidgets.VBox`` (class legend + figure + status line).
+        legend: ``HTML``, the class legend (:func:`class_legend_html`): one entry per class the
+            model predicts (or the labels hold), empty for regression.
         grid_points: float32 tensor ``(grid², 2)``; row ``i * grid + j`` is ``(xs[j], ys[i])``.
         xs, ys: float32 ``(grid,)`` cell centres.
         predictions: newest predicted classes ``(grid, grid)`` int (row = y index), or ``None``.
@@ -110,7 +129,9 @@ class DecisionBoundaryView:
     """
 
     def __init__(self, trainer: Any, X: Any, y: Any = None, *, grid: int = 80, margin: float = 0.1,
-                 interval_s: float = MIN_INTERVAL_S, max_points: int = 2000) -> None:
+                 interval_s: float = MIN_INTERVAL_S, max_points: int = 2000,
+                 class_names: list[str] | None = None) -> None:
+        self.class_names = [str(n) for n in class_names or []]
         X = _numpy(X).astype(np.float64)
         if X.ndim != 2 or X.shape[1] != 2 or len(X) == 0:
             raise ValueError(f"DecisionBoundaryView needs inputs with 2 features, shape (N, 2); got {X.shape}")
@@ -176,7 +197,11 @@ class DecisionBoundaryView:
                                 fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 10},
                                 layout=w.Layout(width="420px", height="400px"))
         self.status = w.Label(value="")
-        self.widget = w.VBox([self.figure, self.status])
+        self.legend = w.HTML(value=class_legend_html(self._names(c)) if labels is not None else "")
+        self.widget = w.VBox([self.legend, self.figure, self.status])
+
+    def _names(self, c: int) -> list[str]:
+        return [self.class_names[k] if k < len(self.class_names) else f"class {k}" for k in range(c)]
 
     # ------------------------------------------------------------------ evaluation (training thread)
     def _grid_on(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -254,6 +279,9 @@ class DecisionBoundaryView:
             with self._point_scale.hold_sync():
                 self._point_scale.colors = [_STRONG[k % 10] for k in range(c)]
                 self._point_scale.max = c - 1
+        legend = class_legend_html(self._names(c)) if n_classes else ""
+        if self.legend.value != legend:
+            self.legend.value = legend
         if not n_classes and self._heat_scale.colors[0] != "#f7fbff":   # regression: a value map
             with self._heat_scale.hold_sync():
                 self._heat_scale.colors = ["#f7fbff", "#6baed6", "#08306b"]

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
-from ._marks import EventMarkers, chart_figure, legend_html, set_lines, set_step_ticks, set_xy
+from ._marks import EventMarkers, chart_figure, hover_tooltip, legend_html, set_lines, set_step_ticks, set_xy
 
 __all__ = ["LossChart", "MetricChart", "TrainingCharts"]
 
@@ -87,10 +87,14 @@ class LossChart:
         sc = {"x": self.x_scale, "y": self.y_scale}
         self.raw = bq.Lines(scales=dict(sc), colors=[_BLUE], opacities=[0.3], stroke_width=1,
                             labels=["train loss (per step)"], display_legend=False)
-        self.smooth = bq.Lines(scales=dict(sc), colors=[_BLUE], stroke_width=2.5,
-                               labels=["train loss (EMA)"], display_legend=False)
+        # hover values: bqplot's tooltip reads x/y from a marker, so the EMA line (≤ smooth_points
+        # points) carries small markers, barely wider than the line
+        self.smooth = bq.Lines(scales=dict(sc), colors=[_BLUE], stroke_width=2.5, marker="circle", marker_size=12,
+                               labels=["train loss (EMA)"], display_legend=False,
+                               tooltip=hover_tooltip("train loss (EMA)"))
         self.val = bq.Lines(scales=dict(sc), colors=[_ORANGE], stroke_width=2, marker="circle",
-                            marker_size=24, labels=["validation loss"], display_legend=False)
+                            marker_size=24, labels=["validation loss"], display_legend=False,
+                            tooltip=hover_tooltip("validation loss"))
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         axes = [self.x_axis, self.y_axis]
@@ -225,7 +229,7 @@ class MetricChart:
                 self.marks[axis, val] = bq.Lines(
                     x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales={"x": self.x_scale, "y": scale},
                     marker="circle", marker_size=20, line_style="dashed" if val else "solid", stroke_width=2,
-                    labels=[], display_legend=False)
+                    labels=[], display_legend=False, tooltip=hover_tooltip("value"))
         self.markers = EventMarkers(self.x_scale, max_markers=max_markers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="step", tick_format="d")
         self.score_axis = bq.Axis(scale=self.score_scale, side="left", label="", tick_format=".2f", visible=False,
@@ -251,6 +255,7 @@ class MetricChart:
         for mark in self.marks.values():
             set_xy(mark, np.zeros(0, np.float32), np.zeros(0, np.float32))
             mark.labels = []
+            mark.tooltip.labels = ["step", "value"]
         for axis in (self.score_axis, self.value_axis):
             axis.visible, axis.label = False, ""
         if self.legend.value:
@@ -281,6 +286,8 @@ class MetricChart:
         for slot, rows in self._rows.items():
             with self.marks[slot].hold_sync():
                 self.marks[slot].labels = [k.replace("_", " ") for k in rows]
+                if len(rows) == 1:  # the hover value names its metric ("val accuracy 0.9531")
+                    self.marks[slot].tooltip.labels = ["step", rows[0].replace("_", " ")]
                 self.marks[slot].colors = [_COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)]
                                            for k in rows] or [_COLORS[0]]
         self.legend.value = legend_html([(k.replace("_", " "), _COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)],

@@ -19,11 +19,22 @@ from ..stats import activation_after, flag_vanishing
 from ._decimate import stride_decimate
 from ._marks import set_lines
 
-__all__ = ["GradientView"]
+__all__ = ["GradientView", "color_key_html"]
 
 _MAX_FLAGS = 8  # vanishing layers listed by name in the flags line; the rest are counted
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+
+_HEAT_COLORS = ("#f7fbff", "#6baed6", "#08306b")  # share 0 → 0.5 → 1
+
+
+def color_key_html(label: str = "share of the layer's gradient elements") -> str:
+    """The heat map's colour key: a gradient strip from 0 % to 100 % (``_HEAT_COLORS``), drawn
+    as HTML above the plot."""
+    strip = ("display:inline-block;width:160px;height:10px;vertical-align:middle;margin:0 6px;"
+             f"border:1px solid #ccc;background:linear-gradient(to right,{','.join(_HEAT_COLORS)})")
+    return (f'<div class="nnw-color-key" style="font-size:12px;line-height:20px">{html.escape(label)}: '
+            f'0 %<span style="{strip}"></span>100 %</div>')
 
 
 def _is_frozen(module: nn.Module | None) -> bool:
@@ -64,21 +75,23 @@ class GradientView:
         max_values: most float32 values the norm chart's y sends in one update (all lines);
             ``max_bytes`` may allow fewer.
         max_bytes: budget of one update's arrays and labels, bytes (see above).
-        height, hist_height: CSS heights of the norm chart and of the heat map (with its colour bar).
+        height, hist_height: CSS heights of the norm chart and of the heat map.
 
     Attributes:
-        widget: ``VBox([flags, norm figure, heat map figure])``.
+        widget: ``VBox([flags, norm figure, colour key, heat map figure])``.
+        color_key (widgets.HTML): the heat map's colour key (:func:`color_key_html`).
         lines (bq.Lines), heatmap (bq.GridHeatMap), flags (widgets.HTML).
         flagged (list[str]): the current ``flag_vanishing`` messages.
     """
 
     def __init__(self, *, ratio: float = 1e-4, max_points: int = 2000, max_values: int = 3000,
-                 max_bytes: int = 12_000, height: str = "300px", hist_height: str = "360px") -> None:
+                 max_bytes: int = 12_000, height: str = "300px", hist_height: str = "300px") -> None:
         self.ratio, self.max_points, self.max_values = float(ratio), int(max_points), int(max_values)
         self.max_bytes = int(max_bytes)
         self.x_scale = xs = bq.LinearScale(min=0.0)
         ys = bq.LogScale()
-        self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True)
+        self.lines = bq.Lines(scales={"x": xs, "y": ys}, stroke_width=1.5, display_legend=True,
+                              tooltip=bq.Tooltip(fields=["name"], labels=["layer"]))  # hover a line: its layer
         layout = widgets.Layout(width="100%", height=height)
         margin = {"top": 40, "bottom": 40, "left": 110, "right": 140}  # left: room for layer names
         self.norm_figure = bq.Figure(
@@ -86,18 +99,21 @@ class GradientView:
             axes=[bq.Axis(scale=xs, label="step", tick_format="d"),
                   bq.Axis(scale=ys, side="left", label="‖g‖₂", tick_format=".0e")], layout=layout)
         rows, cols = bq.OrdinalScale(reverse=True), bq.LinearScale()  # first layer on top
-        colors = bq.ColorScale(colors=["#f7fbff", "#6baed6", "#08306b"], min=0.0)
+        colors = bq.ColorScale(colors=list(_HEAT_COLORS), min=0.0, max=1.0)
         self.heatmap = bq.GridHeatMap(color=None, scales={"row": rows, "column": cols,
-                                      "color": colors}, stroke="transparent", null_color="#ffffff")
-        # colour bar below the plot, 3 ticks: bqplot draws a side="right" bar 200 px shorter
-        # than the plot (a few px here), its "0%...100%" labels stacked on each other
+                                      "color": colors}, stroke="transparent", null_color="#ffffff",
+                                      tooltip=bq.Tooltip(fields=["row", "column", "color"], formats=["", ".2f", ".1%"],
+                                                         labels=["layer", "log10|g| from", "share"]))
+        # No bqplot ColorAxis: its colour bar reads ``this.colors.length`` in ``rescale_axis``
+        # before its own render has set it when the figure is laid out in a hidden tab
+        # (JupyterLab), throws, and the heat map stayed blank; an HTML key above the plot instead.
+        self.color_key = widgets.HTML(value=color_key_html(), layout=widgets.Layout(margin="0 0 0 110px"))
         self.hist_figure = bq.Figure(
             marks=[self.heatmap], title="log10|g| per layer", layout=widgets.Layout(width="100%", height=hist_height),
-            fig_margin={**margin, "bottom": 100},
-            axes=[bq.Axis(scale=cols, label="log10 |g|", tick_format=".0f"), bq.Axis(scale=rows, side="left"),
-                  bq.ColorAxis(scale=colors, side="bottom", label="share", tick_format=".0%", num_ticks=3)])
+            fig_margin=margin,
+            axes=[bq.Axis(scale=cols, label="log10 |g|", tick_format=".0f"), bq.Axis(scale=rows, side="left")])
         self.flags = widgets.HTML(value="No gradient samples yet.")
-        self.widget = widgets.VBox([self.flags, self.norm_figure, self.hist_figure])
+        self.widget = widgets.VBox([self.flags, self.norm_figure, self.color_key, self.hist_figure])
         self.reset()
 
     def reset(self) -> None:

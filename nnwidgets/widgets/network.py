@@ -10,7 +10,7 @@ The browser side is ``js/network.js`` (plain ESM, no CDN imports), loaded as any
 * ``weights`` (``bytes``): ONE float32 buffer of sampled edges and incoming-weight statistics.
   ipywidgets moves ``bytes`` trait values out of the JSON into a binary message part
   (``_remove_buffers``), so the weights travel as raw float32, never as lists. Its size is fixed
-  by the graph (``graph.nbytes``: 1,628 bytes for a 2-8-8-3 MLP, 3,292 bytes for 784-256-10 with
+  by the graph (``graph.nbytes``: 1,628 bytes for a 2-8-8-3 MLP, 6,364 bytes for 784-256-10 with
   the defaults) and never exceeds ``4 × (3 × max(max_edges, 63) + 5 × max_neurons × 64)`` bytes.
 
 :meth:`NetworkView.refresh` is throttled by wall time to at most one update per ``interval_s``
@@ -72,7 +72,8 @@ class NetworkView:
 
     Args:
         trainer: the :class:`nnwidgets.Trainer` shown.
-        max_neurons: columns wider than this are collapsed (default 16).
+        max_neurons: columns wider than this are collapsed (default 32: a 32-unit hidden layer is
+            drawn as 32 neurons, closer together than up to 16).
         max_edges: sampled edges in total, over all layers (default 1,024).
         example: optional input batch, used once (if the trainer is not running) to show the
             output shape of each block in the block view.
@@ -93,7 +94,7 @@ class NetworkView:
         >>> view.widget                     # doctest: +SKIP
     """
 
-    def __init__(self, trainer: Any, *, max_neurons: int = 16, max_edges: int = 1024, example: Any = None,
+    def __init__(self, trainer: Any, *, max_neurons: int = 32, max_edges: int = 1024, example: Any = None,
                  interval_s: float = MIN_INTERVAL_S) -> None:
         if not interval_s >= MIN_INTERVAL_S:
             raise ValueError(f"interval_s must be >= {MIN_INTERVAL_S} (at most 2 updates per second), got {interval_s}")

@@ -16,7 +16,8 @@ of the tab shown at most once per ``view_interval_s`` (1 s), while the run is ru
 tabs cost nothing (selecting one wakes the thread). In any other state it checks a cheap signature (state, step, events, settings, frozen
 layers) once per ``IDLE_INTERVAL_S`` and refreshes only when something changed, so a finished
 run gets one final refresh and then costs almost nothing. A button click wakes it early
-(still throttled). An exception raised by a view is written once into the notices box; the
+(still throttled); the run pausing, stopping or ending wakes it at once (not throttled), so
+Pause, Step and Stop show within ~0.1 s. An exception raised by a view is written once into the notices box; the
 thread keeps going. ``close()`` stops and joins the thread and closes the widgets; it does not
 stop training (call ``trainer.stop()`` for that).
 
@@ -28,6 +29,10 @@ pinged for ``pause_unseen_s`` seconds while the run is running, the updater thre
 one page load and a closed page means an abandoned run (the kernel's widget messages keep it
 "active", so idle culling alone never removes it; see :mod:`~nnwidgets.widgets.presence`); in
 JupyterLab or Notebook a run is expected to go on while its tab is closed.
+
+Output of the training thread (``print``, warnings raised in ``forward``, the loss, a
+``collate_fn``) goes into the notices as ``output`` / ``warning`` entries, never into a later
+cell (:mod:`~nnwidgets.widgets._thread_output`).
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ from .network import NetworkView
 from .parameters import ParametersView
 from .presence import Presence
 from .status import StatusView
+from ._thread_output import route_current_thread, unroute_current_thread
 
 __all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S", "PAUSE_UNSEEN_S",
            "in_voila"]
@@ -142,7 +148,7 @@ class TrainingPanel(w.VBox):
         self.refreshes = 0
         self.views: list[tuple[str, Any]] = []
         self._failed_views: set[tuple[str, str]] = set()
-        self._closed, self._wake = threading.Event(), threading.Event()
+        self._closed, self._wake, self._urgent = threading.Event(), threading.Event(), threading.Event()
         self._shares: collections.deque = collections.deque()
         self.status = StatusView(trainer)
         self.controls = ControlsView(trainer, notify=self.status.log, on_action=self._wake.set)
@@ -168,6 +174,8 @@ class TrainingPanel(w.VBox):
             except Exception as e:  # noqa: BLE001 - an optional view must not break the panel
                 self.status.log(f"the {title} tab could not be built: {type(e).__name__}: {e}")
         self.tab.observe(lambda _: self._wake.set(), "selected_index")  # a tab shown catches up at once
+        self._routed: threading.Thread | None = None
+        self._output_handle = self._state_handle(trainer)
         self._thread = threading.Thread(target=self._run, name="nnwidgets-panel-updater", daemon=True)
         self._thread.start()
 
@@ -204,6 +212,32 @@ class TrainingPanel(w.VBox):
         for i, (t, _) in enumerate(self.views):
             self.tab.set_title(i, t)
 
+    def _state_handle(self, trainer: Any) -> Any:
+        """A ``STATE_CHANGED`` handler (it runs on the thread that trains) that
+
+        * wakes the updater at once when the run pauses, stops or ends, so Pause, Step and Stop
+          show within a frame or two (they waited for the 0.2 s throttle, and a Step for the
+          1 s idle poll: ~1.2 s); not for ``running``, so a Step does not flash "running";
+        * routes the training thread's ``print`` and warnings into the notices (kinds
+          ``"output"`` / ``"warning"``; see :mod:`~nnwidgets.widgets._thread_output`) from its
+          start to its end. A blocking ``fit()`` on the main thread keeps its output in its cell.
+        """
+        from ..events import Event
+
+        def on_state(_trainer: Any, new: str = "", **_: Any) -> None:
+            if new != "running":
+                self._wake.set()
+                self._urgent.set()
+            if threading.current_thread() is threading.main_thread():
+                return
+            if new == "running":
+                self._routed = threading.current_thread()
+                route_current_thread(lambda kind, text: self.status.log(text, kind=kind))
+            elif new in ("completed", "stopped", "failed"):
+                unroute_current_thread()
+        on = getattr(trainer, "on", None)
+        return on(Event.STATE_CHANGED, on_state) if on is not None else None
+
     # ---------------------------------------------------------------- the updater thread
     def _signature(self) -> tuple:
         t = self.trainer
@@ -233,9 +267,11 @@ class TrainingPanel(w.VBox):
                 self._log_once("panel", e)
             tick = self._account(tick, running)
             gap = max(0.0, last_refresh + self.update_interval_s - time.perf_counter())
-            if self._closed.wait(gap):
+            self._urgent.wait(gap)  # a pause/stop/end of the run cuts the throttle short
+            self._urgent.clear()
+            if self._closed.is_set():
                 break
-            if self.trainer.state != "running":
+            if self.trainer.state != "running" and not self._wake.is_set():
                 self._wake.wait(IDLE_INTERVAL_S)
 
     def _pause_if_unseen(self) -> None:
@@ -311,9 +347,14 @@ class TrainingPanel(w.VBox):
 
     def close(self) -> None:
         """Stop and join the updater thread (≤ 1 s), close the widgets. Training goes on."""
-        for flag in (getattr(self, "_closed", None), getattr(self, "_wake", None)):
+        for flag in (getattr(self, "_closed", None), getattr(self, "_wake", None), getattr(self, "_urgent", None)):
             if flag is not None:  # absent when __init__ raised
                 flag.set()
+        handle = getattr(self, "_output_handle", None)
+        if handle is not None:
+            handle.remove()
+        if getattr(self, "_routed", None) is not None:
+            unroute_current_thread(self._routed)  # a closed panel takes no more output
         thread = getattr(self, "_thread", None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)

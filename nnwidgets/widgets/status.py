@@ -10,6 +10,8 @@ Where the numbers come from:
 * ``val loss`` and the first validation metric (``val accuracy``, ``val r2``, ...): the newest
   epoch record; without validation data the first training metric (``accuracy``). They go
   first in the same text widget as the progress, so no widget message is added per refresh;
+* ``validating 3/12 batches`` (and the state ``validating``): while the run is running and
+  ``trainer.phase == "validating"``, from ``trainer.val_progress`` (see :func:`validating`);
 * progress: ``trainer.step`` out of ``steps_per_epoch × target_epochs`` (epochs when the
   loader has no length);
 * ``epoch k/N``: the epoch in progress, or the next one to run, counted from 1:
@@ -42,13 +44,13 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-__all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration"]
+__all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration", "validating"]
 
 NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
 LOSS_WINDOW = 50
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
-_COLORS = {"notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
+_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
                 "Fix the cause, then press Start to continue from there.")
@@ -58,6 +60,19 @@ def epoch_shown(epoch: int, target: int) -> int:
     """``epoch k/N`` of the status line: the epoch in progress or next to run, from 1
     (``trainer.epoch`` counts completed epochs), capped at ``N = target``."""
     return min(int(epoch) + 1, max(int(target), 1))
+
+
+def validating(trainer: Any, state: str) -> list[str]:
+    """``["validating 3/12 batches"]`` while a running trainer's validation pass runs, else ``[]``.
+
+    Reads ``trainer.phase`` (``"training"``, ``"validating"`` or ``None``) and
+    ``trainer.val_progress`` (``(batches done, total or None)``), both optional: an engine
+    without them shows nothing. ``"validating 3 batches"`` when the loader has no length.
+    """
+    if state != "running" or getattr(trainer, "phase", None) != "validating":
+        return []
+    done, total = getattr(trainer, "val_progress", None) or (0, None)
+    return [f"validating {done:,}/{total:,} batches" if total else f"validating {done:,} batches"]
 
 
 def format_duration(seconds: float) -> str:
@@ -95,6 +110,7 @@ class StatusView:
         self.eta_s: float | None = None
         self._lock = threading.Lock()
         self._items: list[tuple[str, str]] = []  # (kind, text) in arrival order
+        self._added = 0  # entries ever added (the box is rebuilt when it changes)
         self._n_events = 0
         self._shown_items = -1
         self._samples: collections.deque = collections.deque()
@@ -114,9 +130,14 @@ class StatusView:
         self.refresh(trainer)
 
     def log(self, message: str, kind: str = "panel") -> None:
-        """Add a message of the panel's own (a rejected setting, a view that failed); any thread."""
+        """Add a message of the panel's own (a rejected setting, a view that failed) or a line the
+        training thread printed (``kind="output"``/``"warning"``); any thread. The newest
+        ``4 × max_notices`` entries are kept."""
         with self._lock:
             self._items.append((kind, str(message)))
+            self._added += 1
+            if len(self._items) > 4 * self.max_notices:
+                del self._items[:-self.max_notices]
 
     @property
     def messages(self) -> list[tuple[str, str]]:
@@ -128,7 +149,8 @@ class StatusView:
         """Read the trainer and history; rebuild the notices box only when entries were added."""
         state = trainer.state
         color = _STATE_COLORS.get(state, "#333333")
-        self.state.value = f'<b style="color:{color}">{html.escape(state)}</b>'
+        shown = "validating" if state == "running" and getattr(trainer, "phase", None) == "validating" else state
+        self.state.value = f'<b style="color:{color}">{html.escape(shown)}</b>'
         self._progress(trainer, state)
         events = trainer.history.event_records
         self._events(events)
@@ -164,8 +186,8 @@ class StatusView:
         rate = self._rate(trainer, state)
         self.steps_per_s = rate
         self.eta_s = (spe * target - step) / rate if rate and spe else None
-        parts = self._numbers(trainer) + [f"epoch {epoch_shown(epoch, target)}/{target}",
-                 f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
+        parts = self._numbers(trainer) + validating(trainer, state) + [
+            f"epoch {epoch_shown(epoch, target)}/{target}", f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
         if rate:
             parts.append(f"{rate:,.1f} steps/s")
         if self.eta_s is not None:
@@ -205,8 +227,9 @@ class StatusView:
             self._n_events = len(events)
             with self._lock:
                 self._items.extend(new)
+                self._added += len(new)
         with self._lock:
-            n = len(self._items)
+            n = self._added
             if n == self._shown_items:
                 return
             self._shown_items = n

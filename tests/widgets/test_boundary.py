@@ -172,3 +172,23 @@ def test_playground_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     accuracy = float(text.rsplit("training accuracy", 1)[1].split()[0])
     assert "state: completed" in text and accuracy >= 0.95, text[-500:]
+
+
+def _legend(view):
+    """``[(region colour, point colour, name)]`` read back from the legend HTML."""
+    import re
+    return re.findall(r'background:(#[0-9a-f]{6});border:1px solid #ccc.*?background:(#[0-9a-f]{6});'
+                      r'vertical-align:middle"></span></span>([^<]*)</span>', view.legend.value)
+
+
+def test_class_legend_names_each_class_with_its_region_and_point_colours():
+    trainer, x, y = make(ModeSpy(n_out=3))
+    view = DecisionBoundaryView(trainer, x, y, class_names=["Adelie", "<b>Gentoo</b>"])
+    assert view.widget.children[0] is view.legend
+    # colours are those of the scales the heat map and the points are drawn with
+    heat, points = view.heat.scales["color"].colors, view.points.scales["color"].colors
+    assert _legend(view) == [(heat[0], points[0], "Adelie"), (heat[1], points[1], "&lt;b&gt;Gentoo&lt;/b&gt;"),
+                             (heat[2], points[2], "class 2")]  # 3 outputs: 3 classes, escaped names
+    assert len(heat) == 3
+    plain = DecisionBoundaryView(trainer, x, y)
+    assert [n for *_, n in _legend(plain)] == ["class 0", "class 1", "class 2"]

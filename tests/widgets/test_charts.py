@@ -396,3 +396,16 @@ def test_repeated_paused_markers_are_one_marker_with_a_count():
     events += [ev(6, "setting", "lr", old=0.01, new=0.1), ev(9, "state", "paused")]
     m.update(events)
     assert m.texts == ["paused \u00d75", "lr 0.01\u21920.1", "paused"] and m.steps == [6, 6, 9]
+
+
+def test_hover_values_name_step_and_series(lr_run):
+    """Every line with values to read has a tooltip of x (step) and y (its series), read from
+    the points it draws (markers: bqplot takes a tooltip's x/y from the marker's datum)."""
+    loss, m = lr_run.charts.loss, lr_run.charts.metrics
+    for mark, series in ((loss.smooth, "train loss (EMA)"), (loss.val, "validation loss"),
+                         (m.mark_of("accuracy"), "accuracy"), (m.mark_of("val_accuracy"), "val accuracy")):
+        assert mark.marker == "circle" and mark.tooltip is not None, series
+        assert list(mark.tooltip.fields) == ["x", "y"] and list(mark.tooltip.labels) == ["step", series]
+        assert list(mark.tooltip.formats) == ["d", ".4g"]
+    fresh = MetricChart()  # before the first epoch record the metric is not known yet
+    assert all(list(mark.tooltip.labels) == ["step", "value"] for mark in fresh.marks.values())

@@ -174,3 +174,16 @@ def test_refresh_cost(make, n_in, expected_ms, capsys):
         print(f"\nNetworkView.refresh {make.__name__}: median {median:.2f} ms, "
               f"{view.last_update_nbytes} bytes of weights per update")
     assert median < expected_ms
+
+
+def test_up_to_32_units_per_layer_are_drawn_as_neurons():
+    """A 32-unit hidden layer is 32 neurons (it was collapsed to a bar above 16); 33 collapses."""
+    from torch import nn
+    for hidden, collapsed in ((32, False), (33, True)):
+        model = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+        view = NetworkView(make_trainer(model, 2))
+        cols = view.widget.structure["columns"]
+        assert view.graph.structure["max_neurons"] == 32
+        assert [(c["size"], c["collapsed"]) for c in cols] == [(2, False), (hidden, collapsed), (3, False)]
+        if not collapsed:  # both pairs sent whole: 2·32 + 32·3 edges
+            assert view.widget.structure["edge_counts"] == [64, 96]

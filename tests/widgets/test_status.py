@@ -94,3 +94,53 @@ def test_numbers_first_train_loss_of_the_last_50_steps_then_validation():
     h2.append_epoch({"epoch": 0, "step": 0, "loss": 0.4, "r2": 0.51234, "mae": 0.3, "lr": 0.01, "time_s": 1.0})
     view.refresh(SimpleNamespace(**{**vars(fake("running", step=0, epoch=1)), "history": h2}))
     assert view.info.value.startswith("r2 0.512 · epoch 2/30"), view.info.value
+
+
+class _Watched:
+    """A validation 'loader' of ``n`` batches that records, as each batch is taken,
+    ``trainer.phase``, ``trainer.val_progress`` and what the status view shows then."""
+
+    def __init__(self, batches, view_of):
+        self.batches, self.view_of, self.seen = batches, view_of, []
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for b in self.batches:
+            t, view = self.view_of()
+            view.refresh(t)
+            self.seen.append((t.phase, t.val_progress, view.state.value, view.info.value))
+            yield b
+
+
+def test_validation_pass_shows_validating_with_its_batch_progress():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    box = {}
+    val = _Watched([(x, y)] * 3, lambda: (box["t"], box["view"]))
+    t = Trainer(nn.Linear(3, 2), [(x, y)] * 2, val, epochs=1, device="cpu")
+    box["t"], box["view"] = t, StatusView(t)
+    t.fit()
+    # the trainer is running while fit() validates; batches done so far / 3
+    assert [(p, v) for p, v, *_ in val.seen] == [("validating", (0, 3)), ("validating", (1, 3)),
+                                                  ("validating", (2, 3))]
+    assert all(">validating</b>" in s for _, _, s, _ in val.seen)
+    assert [[p for p in i.split(" · ") if "validating" in p] for *_, i in val.seen] == [
+        [f"validating {k}/3 batches"] for k in range(3)]
+    assert all(f"validating {k}/3 batches · epoch 1/1" in i for k, (*_, i) in enumerate(val.seen))
+    assert (t.phase, t.val_progress) == (None, None)  # restored after the pass
+    box["view"].refresh(t)
+    assert "validating" not in box["view"].info.value and "validating" not in box["view"].state.value
+
+
+def test_validating_is_read_only_when_the_engine_has_it():
+    view = StatusView(fake("running"))  # an engine without phase / val_progress
+    assert "validating" not in view.info.value
+    t = fake("running")
+    t.phase, t.val_progress = "validating", (4, None)  # a loader without length
+    view.refresh(t)
+    assert "validating 4 batches · epoch 6/30" in view.info.value and ">validating</b>" in view.state.value
+    t.state = "paused"  # paused between batches: the state says paused
+    view.refresh(t)
+    assert "validating" not in view.info.value and ">paused</b>" in view.state.value
