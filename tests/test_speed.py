@@ -48,8 +48,8 @@ def test_a_thread_competing_for_the_gil_shows_as_overhead():
         t = Trainer(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), loader, epochs=100,
                     device="cpu", threads=1, grad_stats=False)
         stop = threading.Event()
-        hog = threading.Thread(target=_hog_gil, args=(stop,), daemon=True)
-        if with_hog:
+        hogs = [threading.Thread(target=_hog_gil, args=(stop,), daemon=True) for _ in range(2)]
+        for hog in hogs if with_hog else ():  # two: the loop's thread gets a clear minority of the GIL
             hog.start()
         t.start()
         time.sleep(1.5)
@@ -60,6 +60,7 @@ def test_a_thread_competing_for_the_gil_shows_as_overhead():
 
     alone, hogged = run(False), run(True)
     assert alone.overhead < 0.35
-    assert hogged.overhead > alone.overhead + 0.2 and hogged.steps_per_s < 0.8 * alone.steps_per_s
+    # margins that hold on a machine busy with other work too (there "alone" already reads ~0.25)
+    assert hogged.overhead > alone.overhead + 0.15 and hogged.steps_per_s < 0.85 * alone.steps_per_s
     # the rate alone stays an estimate of the same loop's speed (within a factor of 2 on a busy box)
     assert 0.5 < hogged.alone_steps_per_s / alone.alone_steps_per_s < 2.0
