@@ -23,8 +23,8 @@ __all__ = ["BatchPlan", "plan_batches", "prepare_features"]
 def _param_dtype(model: nn.Module, model_dtype: torch.dtype | None) -> torch.dtype:
     if model_dtype is not None:
         return model_dtype
-    p = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
+    from ._names import model_dtype as lookup
+    return lookup(model)
 
 
 def prepare_features(model: nn.Module, x, model_dtype: torch.dtype | None = None):

@@ -14,12 +14,12 @@ from ._metrics import binary_threshold, default_metrics
 from ._scale import target_scale
 from ._targets import apply_target_ops, loss_name
 from ._batch_guard import target_guard
+from ._names import DEVICE_HELP, OPTIMIZERS, model_dtype
 from ._model_checks import BATCHNORM_TYPES, batchnorm_notice, no_parameters_message, unregistered_notice
 
 __all__ = ["resolve_device", "build_optimizer", "OPTIMIZERS", "Prepared", "prepare_first_batch",
            "move_to", "model_dtype"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -39,7 +39,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise ValueError(f"unknown device {device!r}; use {DEVICE_HELP}") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -84,14 +84,6 @@ def build_optimizer(name: str | torch.optim.Optimizer, params: Any, lr: float | 
     if key == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, momentum=momentum or 0.0, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)} or pass a torch.optim.Optimizer")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """Floating dtype of the model's first floating parameter (float32 for a model without)."""
-    for p in model.parameters():
-        if p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter):
-            return p.dtype
-    return torch.float32
 
 
 @dataclass

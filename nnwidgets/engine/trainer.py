@@ -30,7 +30,7 @@ from .._interrupt import InterruptGuard
 from .._schedule import check_scheduler
 from .._setup import build_optimizer, resolve_device
 from .._speed import Speed
-from .._targets import TASKS
+from .._names import TASKS
 from .._threads import ThreadTuner
 from ..handlers.gradients import GradientSampler
 from ..history import History
