@@ -83,7 +83,7 @@ def _check_loader(loader: Any, expr: str, role: str) -> None:
 def _resolve_loss(user_ns: dict, name: str | None) -> Any:
     if name is None or name == "auto":
         return "auto"
-    from ._targets import LOSS_NAMES, _loss_key
+    from .checks.targets import LOSS_NAMES, _loss_key
     if _loss_key(name) in LOSS_NAMES:
         return name
     if name in user_ns:

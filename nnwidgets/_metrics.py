@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from ._targets import Notice, _last_leaf, loss_name
+from .checks.targets import Notice, _last_leaf, loss_name
 
 __all__ = ["MetricSet", "default_metrics", "binary_threshold", "HIGHER_IS_BETTER"]
 

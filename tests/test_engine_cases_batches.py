@@ -1,4 +1,4 @@
-"""Every batch keeps to what the first batch decided (nnwidgets._batch_guard): a later batch
+"""Every batch keeps to what the first batch decided (nnwidgets.checks.batch_guard): a later batch
 that breaks it fails the run with the first batch's error naming that batch, before its step is
 applied (or rolled back to the last verified weights when it was found after being applied).
 
@@ -17,7 +17,7 @@ from torch import nn
 
 import nnwidgets as nw
 from nnwidgets.engine import rollback
-from nnwidgets._batch_guard import TargetGuard, fetch, target_guard
+from nnwidgets.checks.batch_guard import TargetGuard, fetch, target_guard
 from nnwidgets.data import DataError
 
 from _engine_util import LOGITS, LABELS, Echo, notice, oracle, same_params

@@ -1,4 +1,4 @@
-"""Non-finite values from the data (nnwidgets._diagnose): a loss that turns NaN because its batch
+"""Non-finite values from the data (nnwidgets.checks.diagnose): a loss that turns NaN because its batch
 already holds NaN/inf is named as a data problem with the data fix, and that batch is skipped
 when the run resumes, so it is not retried forever. The hand-written loop over the clean batches
 is the oracle for the weights the resumed run must reach."""
@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import nnwidgets as nw
-from nnwidgets import _diagnose
+from nnwidgets.checks import diagnose as _diagnose
 from nnwidgets.engine import rollback
-from nnwidgets._diagnose import batch_ring, find_batch, nonfinite_in
+from nnwidgets.checks.diagnose import batch_ring, find_batch, nonfinite_in
 
 from _engine_util import events, oracle, same_params
 

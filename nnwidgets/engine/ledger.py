@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._speed import SpeedMeter
-from .._batch_guard import fetch
+from ..checks.batch_guard import fetch
 
 __all__ = ["Ledger", "Fetched"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .._model_checks import SkipBatch, skip_message
+from ..checks.model_checks import SkipBatch, skip_message
 from .._setup import move_to
 from ..data import DataError, split_batch
 from .events import Event
@@ -112,7 +112,7 @@ class Loop:
             self.batch_iter, prep.iterator = prep.iterator, None
             self.pending_batch, prep.first_batch = prep.first_batch, None
             if self.ring is None:
-                from .._diagnose import batch_ring
+                from ..checks.diagnose import batch_ring
                 self.ring = batch_ring(self.pending_batch)
         else:
             self.batch_iter = iter(prep.loader)

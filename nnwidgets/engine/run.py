@@ -83,7 +83,7 @@ class Runner:
             loop.flush()
             if ending != "failed" and t._grads is not None:
                 t._grads.last(t)  # the gradient view ends at the run's last step
-        except DataError as e:  # a buffered batch broke a first-batch decision (nnwidgets._batch_guard)
+        except DataError as e:  # a buffered batch broke a first-batch decision (nnwidgets.checks.batch_guard)
             if ending != "failed":
                 ending, t.error = "failed", e
                 message = f"DataError at epoch {t.epoch}, step {t.step}: {e}"
@@ -121,9 +121,11 @@ class Runner:
         loop.train_metrics = MetricSet(prep.task, prep.metrics, t.device, prep.threshold)
         loop.val_metrics = MetricSet(prep.task, {k: m.clone() for k, m in prep.metrics.items()}, t.device,
                                      prep.threshold)
+        from ..checks.base import report
         from ..handlers import attach_run_handlers
-        prep.notices += attach_run_handlers(t, prep)
-        for n in prep.notices:
+        for n in prep.notices:  # the first-batch checks' notices (recorded and shown, not warned)
+            report(t, n.message, n.code, warn=False)
+        for n in attach_run_handlers(t, prep):
             t._record("notice", name=n.code, message=n.message)
 
     def attend(self) -> None:

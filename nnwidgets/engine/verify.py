@@ -4,11 +4,11 @@
 stats (:meth:`Ledger.fetch <nnwidgets.engine.ledger.Ledger.fetch>`), then the checks that run
 on every batch without a per-step host sync:
 
-* a batch that broke a first-batch decision (:mod:`nnwidgets._batch_guard`) fails the run
+* a batch that broke a first-batch decision (:mod:`nnwidgets.checks.batch_guard`) fails the run
   with that check's error naming its epoch and step (:func:`broken`);
 * a non-finite loss pauses the run with a ``nonfinite`` event (:func:`nonfinite`); a loss whose
   batch holds NaN/inf is reported as a data problem and that batch is skipped on resume
-  (:mod:`nnwidgets._diagnose`).
+  (:mod:`nnwidgets.checks.diagnose`).
 
 Found at the current (not yet applied) step, nothing was applied; found at an earlier one, the
 weights go back to the last snapshot (:class:`~nnwidgets.engine.rollback.Rollback`).
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._diagnose import find_batch, nonfinite_in, nonfinite_message
+from ..checks.diagnose import find_batch, nonfinite_in, nonfinite_message
 from .events import Event
 
 __all__ = ["verify", "commit", "broken", "nonfinite"]

@@ -21,8 +21,9 @@ __all__ = ["GradientSampler", "SchedulerStepper", "attach_run_handlers"]
 
 
 def attach_run_handlers(trainer: Any, prepared: Any) -> list:
-    """Attach the handlers of a Trainer's options to its bus (once, after the first batch);
-    returns their notices (e.g. how the scheduler is stepped)."""
+    """Attach the handlers of a Trainer's options and the checks (:mod:`nnwidgets.checks`)
+    to its bus (once, after the first batch); returns the handlers' notices (e.g. how the
+    scheduler is stepped)."""
     notices: list = []
     if trainer.scheduler is not None:
         stepper = SchedulerStepper(trainer)

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._batch_guard import binary_values_error, label_range_error, where
-from ._casts import cast_expr
-from ._notices import DataError, Notice
-from ._labels import target_type_message
-from ._names import DEFAULT_LOSS, LOSS_NAMES, TASKS
+from .batch_guard import binary_values_error, label_range_error, where
+from .casts import cast_expr
+from .._notices import DataError, Notice
+from .labels import target_type_message
+from .._names import DEFAULT_LOSS, LOSS_NAMES, TASKS
 
 __all__ = ["DataError", "Notice", "TASKS", "LOSS_NAMES", "resolve_task", "plan_targets",
            "apply_target_ops", "output_width", "loss_name"]
