@@ -47,7 +47,7 @@ class Runner:
         self._mode_at_start = t.model.training
         t.model.train()
         loop.phase = "training"
-        ending, message = "completed", "training completed"
+        ending, message, how = "completed", "training completed", None
         try:
             if t._prepared is None:
                 self.prepare()
@@ -63,7 +63,7 @@ class Runner:
         except PauseRun:
             ending, message = "paused", f"paused at epoch {t.epoch}, step {t.step}"
         except KeyboardInterrupt:
-            ending, message = "stopped", f"interrupted at epoch {t.epoch}, step {t.step}"
+            ending, message, how = "stopped", f"interrupted at epoch {t.epoch}, step {t.step}", "interrupted"
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
             t._guard.open = False
             where = loop.where
@@ -73,9 +73,11 @@ class Runner:
             if hasattr(e, "add_note"):
                 e.add_note(f"nnwidgets: the run failed during {where} at epoch {t.epoch}, step {t.step}; "
                            "history is kept and the model holds the weights of the last completed step")
-        self.finish(ending, message)
+        self.finish(ending, message, how)
 
-    def finish(self, ending: str, message: str) -> None:
+    def finish(self, ending: str, message: str, how: str | None = None) -> None:
+        """End the run in state ``ending``; the history's state event is named ``how``
+        (default: the state; ``"interrupted"`` for Ctrl-C), so views need not parse ``message``."""
         t, loop, control = self.t, self.t._loop, self.t._control
         t._guard.open = False
         loop.phase = None
@@ -96,7 +98,7 @@ class Runner:
         with control.lock:
             if control.pending:  # a set()/freeze() after the last step (e.g. in validation)
                 self.apply_pending()
-            control.move(ending, message, kind="error" if ending == "failed" else "state")
+            control.move(ending, message, kind="error" if ending == "failed" else "state", name=how)
             control.end()
         event = {"completed": Event.FIT_COMPLETED, "failed": Event.EXCEPTION_RAISED}.get(ending, Event.STOPPED)
         try:

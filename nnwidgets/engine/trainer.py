@@ -34,6 +34,7 @@ from .._names import TASKS
 from .._threads import ThreadTuner
 from ..handlers.gradients import GradientSampler
 from ..history import History
+from ..metrics import MetricInfo, metric_info
 from .control import STATES, RunControl
 from .events import Event, EventBus, RemovableHandle
 from .ledger import Ledger
@@ -190,6 +191,16 @@ class Trainer:
         ``total`` is ``len(val_data)``, ``None`` for data without a length. Plain counters,
         no device synchronisation."""
         return self._loop.val_done, self._loop.val_total
+
+    @property
+    def metric_info(self) -> dict[str, MetricInfo]:
+        """Display facts (range, higher is better, label) of each metric the history records,
+        by name without the ``val_`` prefix (``{}`` before the first batch was checked);
+        see :mod:`nnwidgets.metrics`."""
+        prep = self._prepared
+        if prep is None:
+            return {}
+        return {"loss": metric_info("loss"), **{k: metric_info(k, m) for k, m in prep.metrics.items()}}
 
     @property
     def flush_interval_s(self) -> float:
