@@ -13,13 +13,14 @@ import time
 from typing import Any
 
 from ..engine.events import Event
+from .base import Handler
 
 __all__ = ["GradientSampler", "GRAD_BUDGET"]
 
 GRAD_BUDGET = 0.01    # gradient statistics may take at most this share of step time
 
 
-class GradientSampler:
+class GradientSampler(Handler):
     """``BATCH_COMPLETED`` handler (the first sample after the first step).
 
     Args:
@@ -30,6 +31,11 @@ class GradientSampler:
         self.every = every
         self.probe = None
         self._handle = None
+
+    @classmethod
+    def create(cls, trainer: Any, prepared: Any) -> "GradientSampler | None":
+        """The Trainer's own sampler (made with it: ``to()`` and a run's end use it too)."""
+        return trainer._grads
 
     def attach(self, trainer: Any) -> None:
         self.reset(trainer.model)

@@ -7,11 +7,12 @@ from typing import Any
 
 from .._schedule import SchedulePlan
 from ..engine.events import Event
+from .base import Handler
 
 __all__ = ["SchedulerStepper"]
 
 
-class SchedulerStepper:
+class SchedulerStepper(Handler):
     """``BATCH_COMPLETED`` (a per-step scheduler) and ``EPOCH_COMPLETED`` handler.
 
     Args:
@@ -25,8 +26,14 @@ class SchedulerStepper:
     def __init__(self, trainer: Any) -> None:
         self.plan = SchedulePlan(trainer.scheduler, trainer.optimizer, trainer._options.scheduler_interval,
                                  trainer.steps_per_epoch, trainer._target_epochs, trainer.val_data is not None)
+        self.notices = tuple(self.plan.notices)
+
+    @classmethod
+    def create(cls, trainer: Any, prepared: Any) -> "SchedulerStepper | None":
+        return cls(trainer) if trainer.scheduler is not None else None
 
     def attach(self, trainer: Any) -> None:
+        trainer._schedule = self.plan  # the lrs the committed steps used (engine.verify.commit)
         if self.plan.per_step is not None:
             trainer.on(Event.BATCH_COMPLETED, self.after_step)
         trainer.on(Event.EPOCH_COMPLETED, self.after_epoch)
