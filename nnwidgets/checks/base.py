@@ -65,7 +65,8 @@ class Finding:
     @property
     def message(self) -> str:
         """``found``, then ``Expected: ...`` and ``Fix: ...`` where given."""
-        parts = [self.found.rstrip()]
+        found = self.found.rstrip()
+        parts = [found if found.endswith((".", "!", "?", ")")) or not found else found + "."]
         if self.expected:
             parts.append(f"Expected: {self.expected.rstrip('.')}.")
         if self.fix:

@@ -15,10 +15,8 @@ completed run can be started again and continues from where it is.
 """
 from __future__ import annotations
 
-import collections.abc
 import threading
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,7 +28,6 @@ from .._interrupt import InterruptGuard
 from .._schedule import check_scheduler
 from .._setup import build_optimizer, resolve_device
 from .._speed import Speed
-from .._names import TASKS
 from .._threads import ThreadTuner
 from ..handlers.gradients import GradientSampler
 from ..history import History
@@ -39,23 +36,12 @@ from .control import STATES, RunControl
 from .events import Event, EventBus, RemovableHandle
 from .ledger import Ledger
 from .loop import Loop
+from .options import Options, check_arguments
 from .rollback import Rollback
 from .run import Runner
 
 __all__ = ["Trainer", "STATES"]
 
-
-
-@dataclass(frozen=True)
-class _Options:
-    """What the Trainer was asked for that is decided or used later (on the first batch)."""
-
-    task: str
-    loss: Any
-    metrics: dict | None
-    macro: bool
-    step: Callable[..., Any] | None
-    scheduler_interval: str
 
 
 class Trainer:
@@ -125,26 +111,13 @@ class Trainer:
                  scheduler: Any = None, grad_stats: bool = True, grad_every: int | str = "auto",
                  flush_interval_s: float = 0.1, first_batch_timeout_s: float = 60.0,
                  threads: int | str | None = "auto", scheduler_interval: str = "auto") -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        for name, d in (("train_data", train_data), ("val_data", val_data)):
-            if d is None and name == "val_data":
-                continue
-            if not hasattr(d, "__iter__"):
-                raise TypeError(f"{name} must be a DataLoader or an iterable of (x, y) batches, got {type(d).__name__}")
-            if isinstance(d, collections.abc.Iterator):  # iter() would start DataLoader workers
-                raise TypeError(f"{name} is a one-shot iterator ({type(d).__name__}); it would be empty from the "
-                                "second epoch on - pass a DataLoader or a list of batches")
-        if task not in ("auto",) + TASKS:
-            raise ValueError(f"task must be 'auto', 'multiclass', 'binary' or 'regression', got {task!r}")
-        if int(epochs) < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        check_arguments(model, train_data, val_data, task, epochs)
         if seed is not None:
             torch.manual_seed(seed)
         self.model, self.train_data, self.val_data = model, train_data, val_data
         self.epochs, self.first_batch_timeout_s = int(epochs), float(first_batch_timeout_s)
         self.scheduler = scheduler
-        self._options = _Options(task, loss, metrics, macro, step, scheduler_interval)
+        self._options = Options(task, loss, metrics, macro, step, scheduler_interval)
         self.device = resolve_device(device)
         self.model.to(self.device)
         for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
