@@ -184,7 +184,7 @@ class Loop:
         loss.backward()
         t._guard.open = False  # from here on the step changes state: an interrupt waits for its end
         ledger, now = t._ledger, time.perf_counter()
-        if ledger.due(now) or t.step < self.warm_until:
+        if now - ledger.last_flush >= ledger.flush_interval_s or t.step < self.warm_until:  # Ledger.due, inlined
             if not self.flush(current=loss, now=now):
                 if self.batch_iter is not None and self.poisoned_step != t.step:
                     self.pending_batch = batch  # not applied; retried when the run resumes
@@ -196,9 +196,10 @@ class Loop:
             self.train_metrics.record(out, y)
         t.step += 1
         t._control.step_granted = False
-        if t._bus.has(Event.BATCH_COMPLETED):
+        bus = t._bus
+        if bus.has(Event.BATCH_COMPLETED):
             self.where = Where.HANDLER
-            t._bus.fire(Event.BATCH_COMPLETED, t, step=t.step, epoch=t.epoch)
+            bus.fire(Event.BATCH_COMPLETED, t, step=t.step, epoch=t.epoch)
 
     def canonical(self, batch: Any, checked: bool = False) -> tuple[Any, Any]:
         """``(x, y)`` of a raw batch as the model and loss take them, on the device."""
