@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["When", "Finding", "Check", "CheckWarning", "report"]
+import numpy as np
+
+__all__ = ["When", "Finding", "Check", "CheckWarning", "BatchCheck", "report"]
 
 
 class When:
@@ -72,6 +74,20 @@ class Finding:
         if self.fix:
             parts.append(f"Fix: {self.fix.rstrip('.')}.")
         return " ".join(parts)
+
+
+class BatchCheck(Protocol):
+    """The form of an every-batch check (``When.EVERY_BATCH``), e.g.
+    :class:`~nnwidgets.checks.batch_guard.TargetGuard`: per step it returns 0-d device tensors
+    (no host sync); the loop keeps them beside the step's loss and the flush fetches all of them
+    in the same transfer as the losses, then asks for the first broken step."""
+
+    def stats(self, y_raw: Any, y: Any) -> tuple:
+        """0-d device tensors describing this batch (computed on the device, not fetched)."""
+
+    def first_error(self, stats: np.ndarray | None, epoch: int, first_step: int) -> tuple[int, Exception] | None:
+        """``(index, error)`` of the first broken row of ``stats`` ``(k, m)`` float64 (fetched),
+        the error naming the epoch and step ``first_step + index`` and the fix; else ``None``."""
 
 
 def report(trainer: Any, finding: Finding | str, code: str | None = None, warn: bool = True) -> None:

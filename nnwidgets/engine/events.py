@@ -19,6 +19,10 @@ Which events fire when:
 * ``SETTING_CHANGED`` when a pending ``set()`` was applied (between two steps).
 * ``NOTICE`` for every input fix or warning (see ``History.events``).
 * ``STATE_CHANGED`` on every state transition (running, paused, stopped, ...).
+* The package's own features subscribe like a user's handler (:mod:`nnwidgets.handlers`:
+  gradient sampling on ``BATCH_COMPLETED``, scheduler stepping; :mod:`nnwidgets.checks`:
+  periodic and epoch-end checks). A handler that adapts its rate re-declares it through its
+  handle (``handle.every = n``).
 * A run that ends fires exactly one of ``FIT_COMPLETED`` (all epochs done), ``STOPPED``
   (``stop()``, ``KeyboardInterrupt``, a non-finite loss pauses instead) or
   ``EXCEPTION_RAISED`` (an error in the model, loss, loader or a handler).
