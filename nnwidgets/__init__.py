@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import STATES, Trainer
-from .events import Event
+from .engine.events import Event
 from .history import History
 from .stats import gradient_stats, summary
 

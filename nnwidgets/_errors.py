@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .data import DataError
+from .engine.loop import Where
 
 __all__ = ["explain"]
 
@@ -19,7 +20,8 @@ def explain(error: BaseException, phase: str, epoch: int, step: int, width: int 
 
     Args:
         error: what the step raised.
-        phase: the part of the step it came from (e.g. ``"loss"``, ``"backward pass"``).
+        phase: where in the step it came from, a :class:`nnwidgets.engine.loop.Where` value
+            (e.g. ``Where.LOSS``, ``Where.BACKWARD``).
         epoch, step: where (0-based epoch; optimizer steps completed).
         width: the model's output width C (number of classes), if known.
 
@@ -29,14 +31,14 @@ def explain(error: BaseException, phase: str, epoch: int, step: int, width: int 
     """
     text = str(error)
     where = f"at epoch {epoch}, step {step}"
-    if phase == "loss" and isinstance(error, (IndexError, RuntimeError)) and "out of bounds" in text:
+    if phase == Where.LOSS and isinstance(error, (IndexError, RuntimeError)) and "out of bounds" in text:
         classes = f"the model's {width} outputs, labels 0..{width - 1}" if width else "the model's output width"
         new: Any = DataError(
             f"A class label in the batch {where} is out of range for {classes} (PyTorch: {text}). "
             "Only the first batch is checked before training, so this batch holds a label the first did not. "
             "If your labels run 1..C they are 1-based: shift them with y - 1; otherwise widen the last layer "
             "to the number of classes or remap the labels to 0..C-1.", "labels_out_of_range")
-    elif phase == "backward pass" and "does not require grad" in text:
+    elif phase == Where.BACKWARD and "does not require grad" in text:
         new = RuntimeError(
             f"No parameter of the model requires a gradient {where} (are all layers frozen?), so there is "
             "nothing to train. Unfreeze a layer with trainer.freeze(name, False) or the panel's freeze "

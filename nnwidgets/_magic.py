@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import _frontend
+from ._names import OPTIMIZERS, TASKS
 
 __all__ = ["TrainMagics", "register", "WAIT_ENV", "DEFAULT_PANEL_NAME"]
 
@@ -27,8 +28,8 @@ in a front end); ``0`` never waits, not even where nbclient runs the notebook (s
 DEFAULT_PANEL_NAME = "_nnw_panel"
 """Notebook variable that always holds the panel of the latest ``%%train`` cell."""
 
-_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-_TASKS = ("auto", "multiclass", "binary", "regression")
+_OPTIMIZERS = OPTIMIZERS
+_TASKS = ("auto",) + TASKS
 
 
 def _wait_from_env() -> bool | None:
@@ -82,7 +83,7 @@ def _check_loader(loader: Any, expr: str, role: str) -> None:
 def _resolve_loss(user_ns: dict, name: str | None) -> Any:
     if name is None or name == "auto":
         return "auto"
-    from ._targets import LOSS_NAMES, _loss_key
+    from .checks.targets import LOSS_NAMES, _loss_key
     if _loss_key(name) in LOSS_NAMES:
         return name
     if name in user_ns:

@@ -18,11 +18,9 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from ._targets import Notice, _last_leaf, loss_name
+from .checks.targets import Notice, _last_leaf, loss_name
 
-__all__ = ["MetricSet", "default_metrics", "binary_threshold", "HIGHER_IS_BETTER"]
-
-HIGHER_IS_BETTER = {"accuracy": True, "accuracy_macro": True, "mae": False, "r2": True, "loss": False}
+__all__ = ["MetricSet", "default_metrics", "binary_threshold"]
 
 
 def default_metrics(task: str, width: int, macro: bool = False) -> dict[str, torchmetrics.Metric]:

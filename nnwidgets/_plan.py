@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._casts import cast_expr
-from ._inputs import InputPlan, pick_output
-from ._loss_checks import align_loss, check_loss_value, check_nll_input
-from ._model_checks import BATCHNORM_ONE_SAMPLE, SkipBatch
-from ._targets import _DEFAULT_LOSS, LOSS_NAMES, DataError, Notice, apply_target_ops, plan_targets, resolve_task
+from .checks.casts import cast_expr
+from .checks.inputs import InputPlan, pick_output
+from .checks.loss_checks import align_loss, check_loss_value, check_nll_input
+from .checks.model_checks import BATCHNORM_ONE_SAMPLE, SkipBatch
+from .checks.targets import _DEFAULT_LOSS, LOSS_NAMES, DataError, Notice, apply_target_ops, plan_targets, resolve_task
 
 __all__ = ["BatchPlan", "plan_batches", "prepare_features"]
 
@@ -23,8 +23,8 @@ __all__ = ["BatchPlan", "plan_batches", "prepare_features"]
 def _param_dtype(model: nn.Module, model_dtype: torch.dtype | None) -> torch.dtype:
     if model_dtype is not None:
         return model_dtype
-    p = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
+    from ._names import model_dtype as lookup
+    return lookup(model)
 
 
 def prepare_features(model: nn.Module, x, model_dtype: torch.dtype | None = None):
@@ -77,11 +77,11 @@ class BatchPlan:
             ``reshape`` to a tail shape, ``to`` a dtype); relative to the batch
             size, so the last, smaller batch works too.
         inputs: How nested inputs (tuple/list/dict of tensors) are moved, cast and passed
-            (:class:`nnwidgets._inputs.InputPlan`); None for one tensor.
+            (:class:`nnwidgets.checks.inputs.InputPlan`); None for one tensor.
         pick: Which element of a tuple/dict/object output is the output (None: a tensor).
         norms: The model's BatchNorm layers (None without): a batch of one sample in train
             mode is run with their buffers saved, and skipped (:class:`SkipBatch`) when refused.
-        guard: The per-batch target checks (:class:`nnwidgets._batch_guard.TargetGuard`, set by
+        guard: The per-batch target checks (:class:`nnwidgets.checks.batch_guard.TargetGuard`, set by
             the Trainer; None: none).
     """
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.optim import lr_scheduler as sched
 
-from ._targets import Notice
+from .checks.targets import Notice
 
 __all__ = ["INTERVALS", "SchedulePlan", "check_scheduler", "lr_set_message", "retarget"]
 

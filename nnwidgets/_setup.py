@@ -8,18 +8,18 @@ import torch
 from torch import nn
 
 from . import data
-from ._input_errors import float_ids_error
-from ._inputs import move_to, plan_inputs, plan_output
+from .checks.input_errors import float_ids_error
+from .checks.inputs import move_to, plan_inputs, plan_output
 from ._metrics import binary_threshold, default_metrics
-from ._scale import target_scale
-from ._targets import apply_target_ops, loss_name
-from ._batch_guard import target_guard
-from ._model_checks import BATCHNORM_TYPES, batchnorm_notice, no_parameters_message, unregistered_notice
+from .checks.scale import target_scale
+from .checks.targets import apply_target_ops, loss_name
+from .checks.batch_guard import target_guard
+from ._names import DEVICE_HELP, OPTIMIZERS, model_dtype
+from .checks.model_checks import BATCHNORM_TYPES, batchnorm_notice, no_parameters_message, unregistered_notice
 
 __all__ = ["resolve_device", "build_optimizer", "OPTIMIZERS", "Prepared", "prepare_first_batch",
            "move_to", "model_dtype"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -39,7 +39,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise ValueError(f"unknown device {device!r}; use {DEVICE_HELP}") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -86,14 +86,6 @@ def build_optimizer(name: str | torch.optim.Optimizer, params: Any, lr: float | 
     raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)} or pass a torch.optim.Optimizer")
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """Floating dtype of the model's first floating parameter (float32 for a model without)."""
-    for p in model.parameters():
-        if p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter):
-            return p.dtype
-    return torch.float32
-
-
 @dataclass
 class Prepared:
     """The outcome of the first-batch checks."""
@@ -108,7 +100,7 @@ class Prepared:
     metrics: dict = field(default_factory=dict)
     notices: list = field(default_factory=list)
     threshold: float = 0.0  # binary: outputs above it are class 1 (0 for logits, 0.5 for probabilities)
-    scale: Any = None  # regression: nnwidgets._scale.ScaleFacts when the target is far off the outputs' scale
+    scale: Any = None  # regression: nnwidgets.checks.scale.ScaleFacts when the target is far off the outputs' scale
 
 
 def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device, *, task: str, loss: Any,
@@ -117,11 +109,11 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
 
     The model is called once under ``no_grad`` in eval mode (so BatchNorm statistics and
     dropout are untouched) and its previous mode is restored: with ``x`` for one tensor, or as
-    :func:`nnwidgets._inputs.plan_inputs` decides for a tuple/list/dict of tensors; an output
+    :func:`nnwidgets.checks.inputs.plan_inputs` decides for a tuple/list/dict of tensors; an output
     that is a tuple / dict / object with ``logits`` is reduced to one tensor
-    (:func:`nnwidgets._inputs.plan_output`). For a binary task the accuracy threshold is decided
+    (:func:`nnwidgets.checks.inputs.plan_output`). For a binary task the accuracy threshold is decided
     from the last layer and the loss (:func:`nnwidgets._metrics.binary_threshold`). The plan carries a
-    :class:`nnwidgets._batch_guard.TargetGuard` that checks every later batch against these
+    :class:`nnwidgets.checks.batch_guard.TargetGuard` that checks every later batch against these
     decisions; a regression target far off the outputs' scale is a ``target_scale`` notice.
 
     Raises:

@@ -241,7 +241,5 @@ def restore(trainer: Any, ck: dict[str, Any], path: str | os.PathLike = "the che
     load_plain_state_dict(trainer.model, ck["model"])
     if same_kind:
         trainer.optimizer.load_state_dict(ck["optimizer"])
-    trainer.epoch, trainer.step = int(ck["epoch"]), int(ck["step"])
-    trainer._target_epochs = int(ck.get("target_epochs", trainer.epoch))
-    trainer.history = history
-    trainer._state = "stopped" if trainer.epoch < trainer._target_epochs else "completed"
+    epoch = int(ck["epoch"])
+    trainer._restored(epoch, int(ck["step"]), int(ck.get("target_epochs", epoch)), history)

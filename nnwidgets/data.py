@@ -16,7 +16,7 @@ batch, and replays the decided operations on every batch through
     x, y = plan.apply(x, y)                             # every batch, incl. the first
 
 Inputs that are a tuple/list/dict of tensors, and outputs that are not one tensor, are planned
-by :mod:`nnwidgets._inputs` and replayed by ``plan.apply(x, y, device)`` / ``plan.forward(model, x)``.
+by :mod:`nnwidgets.checks.inputs` and replayed by ``plan.apply(x, y, device)`` / ``plan.forward(model, x)``.
 
 Notice codes: ``cast_features``, ``labels_to_int64``, ``squeeze_target``,
 ``onehot_target``, ``reshape_target``, ``cast_target``, ``softmax_before_ce``,
@@ -24,7 +24,7 @@ Notice codes: ``cast_features``, ``labels_to_int64``, ``squeeze_target``,
 from the Trainer also ``inputs_call``, ``output_tuple``, ``output_logits``, ``binary_threshold``,
 ``unregistered_layers``, ``batchnorm_last_batch``, ``batch_skipped``, ``scheduler``,
 ``target_scale``, ``target_scale_stall``. Later batches are checked against the first batch's
-decisions by :mod:`nnwidgets._batch_guard` (error codes ``binary_target_values``,
+decisions by :mod:`nnwidgets.checks.batch_guard` (error codes ``binary_target_values``,
 ``onehot_rows``, ``fractional_labels``, ``labels_*``, ``negative_labels``, ``target_dtype_changed``).
 """
 from __future__ import annotations
@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from nnwidgets._input_errors import ragged_error
+from nnwidgets.checks.input_errors import ragged_error
 from nnwidgets._plan import BatchPlan, plan_batches, prepare_features
-from nnwidgets._targets import (_DEFAULT_LOSS, LOSS_NAMES, TASKS, DataError, Notice, _loss_key, output_width,
+from nnwidgets.checks.targets import (_DEFAULT_LOSS, LOSS_NAMES, TASKS, DataError, Notice, _loss_key, output_width,
                                 resolve_task)
 
 __all__ = ["DataError", "Notice", "BatchPlan", "TASKS", "LOSS_NAMES", "split_batch", "resolve_task",

@@ -174,6 +174,14 @@ class History:
             m = self._grad_n
             return self._grad_steps[:m].copy(), list(self._grad_layers), self._grad_norms[:m].copy()
 
+    def last_gradient_norms(self) -> tuple[int, list[str], np.ndarray] | None:
+        """``(step, layer names (L,), norms float32 (L,))`` of the newest gradient sample (O(L))."""
+        with self._lock:
+            m = self._grad_n
+            if not m:
+                return None
+            return int(self._grad_steps[m - 1]), list(self._grad_layers), self._grad_norms[m - 1].copy()
+
     def last_histogram(self) -> tuple[list[str], np.ndarray, np.ndarray, int] | None:
         """``(layer names, edges (bins+1,), counts (L, bins), step)`` of the newest histogram."""
         with self._lock:

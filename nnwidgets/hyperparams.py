@@ -21,10 +21,40 @@ from torch import nn
 from ._schedule import retarget
 
 __all__ = ["SETTINGS", "DROPOUT_TYPES", "PendingSettings", "read_settings", "apply_settings",
-           "dropout_modules", "validate_setting"]
+           "dropout_modules", "validate_setting", "RANGES", "in_range", "check_range"]
 
 SETTINGS = ("lr", "momentum", "weight_decay", "dropout")
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+# the one place for range rules: name -> (low, high, low included, high included)
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, math.inf, False, False),           # learning rate > 0
+    "momentum": (0.0, 1.0, True, False),           # 0 <= momentum < 1 (SGD accepts 1 and diverges)
+    "weight_decay": (0.0, math.inf, True, False),  # weight decay >= 0
+    "dropout": (0.0, 1.0, True, False),            # 0 <= p < 1
+}
+
+
+def in_range(name: str, v: float) -> bool:
+    """Whether the finite number ``v`` lies in ``RANGES[name]``."""
+    lo, hi, lo_in, hi_in = RANGES[name]
+    return (v > lo or (lo_in and v == lo)) and (v < hi or (hi_in and v == hi))
+
+
+def check_range(name: str, v: Any) -> float:
+    """A constructor argument (``Trainer(lr=...)``) checked against ``RANGES``; returns it.
+
+    Raises:
+        ValueError: not a finite number, below the range ("lr must be a finite number > 0,
+            got 0"), or above it ("momentum must be in [0, 1), got 1.5").
+    """
+    lo, hi, lo_in, hi_in = RANGES[name]
+    if not isinstance(v, (int, float)) or not math.isfinite(v) or not (v > lo or (lo_in and v == lo)):
+        raise ValueError(f"{name} must be a finite number {'>=' if lo_in else '>'} {lo:g}, got {v!r}")
+    if not in_range(name, v):
+        raise ValueError(f"{name} must be in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}, got {v!r}")
+    return v
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -57,20 +87,20 @@ def validate_setting(name: str, value: Any, optimizer: torch.optim.Optimizer, mo
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     kind = type(optimizer).__name__
-    if name == "lr" and v <= 0:
+    if name == "lr" and not in_range(name, v):
         raise ValueError(f"learning rate must be > 0, got {v}")
     if name == "momentum":
-        if not 0 <= v < 1:
+        if not in_range(name, v):
             raise ValueError(f"momentum must be in [0, 1), got {v}")
         if _momentum_key(optimizer.param_groups[0]) is None:
             raise ValueError(f"{kind} has no momentum setting; use optimizer='sgd' or 'adam' to tune momentum")
     if name == "weight_decay":
-        if v < 0:
+        if not in_range(name, v):
             raise ValueError(f"weight decay must be >= 0, got {v}")
         if "weight_decay" not in optimizer.param_groups[0]:
             raise ValueError(f"{kind} has no weight_decay setting")
     if name == "dropout":
-        if not 0 <= v < 1:
+        if not in_range(name, v):
             raise ValueError(f"dropout p must be in [0, 1), got {v}")
         if not dropout_modules(model):
             raise ValueError("the model has no nn.Dropout layer, so dropout cannot be set; "

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import nnwidgets as nw
-from nnwidgets._casts import cast_expr
+from nnwidgets.checks.casts import cast_expr
 from nnwidgets.data import prepare_features
 
 from _engine_util import notice, oracle, same_params

@@ -307,3 +307,13 @@ def test_an_incomplete_checkpoint_dict_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"bad\.pt is an incomplete nnwidgets checkpoint: no optimizer state "
                                               r"dict; step is -1, not a count >= 0; use an earlier checkpoint"):
         nw.Trainer.load(tmp_path / "bad.pt", _c19_model(), data, **CPU)
+
+
+def test_restoring_a_checkpoint_changes_the_state_through_run_control(tmp_path):
+    from nnwidgets.checkpoint import restore
+    t, _, _, path = _trained(tmp_path, epochs=2)
+    fresh = nw.Trainer(_c19_model(), _data(), lr=0.1, momentum=0.9, epochs=5, **CPU)
+    seen = []
+    fresh.on("state_changed", lambda trainer, old, new: seen.append((old, new)))
+    restore(fresh, load_checkpoint(path, model=fresh.model), path)
+    assert seen == [("idle", "completed")] and fresh.state == "completed" and fresh.epoch == 2

@@ -1,4 +1,4 @@
-"""Every batch keeps to what the first batch decided (nnwidgets._batch_guard): a later batch
+"""Every batch keeps to what the first batch decided (nnwidgets.checks.batch_guard): a later batch
 that breaks it fails the run with the first batch's error naming that batch, before its step is
 applied (or rolled back to the last verified weights when it was found after being applied).
 
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import nnwidgets as nw
-from nnwidgets import _loop
-from nnwidgets._batch_guard import TargetGuard, fetch, target_guard
+from nnwidgets.engine import rollback
+from nnwidgets.checks.batch_guard import TargetGuard, fetch, target_guard
 from nnwidgets.data import DataError
 
 from _engine_util import LOGITS, LABELS, Echo, notice, oracle, same_params
@@ -61,7 +61,7 @@ def test_bce_target_2_in_batch_3_fails_before_its_step_with_the_weights_of_step_
 
 
 def test_a_broken_batch_found_after_it_was_applied_rolls_back_to_the_last_verified_weights(monkeypatch):
-    monkeypatch.setattr(_loop, "SNAPSHOT_INTERVAL_S", 0.0)  # a snapshot at every verified flush
+    monkeypatch.setattr(rollback, "SNAPSHOT_INTERVAL_S", 0.0)  # a snapshot at every verified flush
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     init = copy.deepcopy(model)
@@ -181,7 +181,7 @@ def test_fetch_returns_each_batchs_stats_beside_its_loss():
 
 
 def test_a_broken_batch_still_buffered_when_the_run_is_stopped_fails_it(monkeypatch):
-    monkeypatch.setattr(_loop, "SNAPSHOT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(rollback, "SNAPSHOT_INTERVAL_S", 0.0)
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     init = copy.deepcopy(model)

@@ -1,4 +1,4 @@
-"""Non-finite values from the data (nnwidgets._diagnose): a loss that turns NaN because its batch
+"""Non-finite values from the data (nnwidgets.checks.diagnose): a loss that turns NaN because its batch
 already holds NaN/inf is named as a data problem with the data fix, and that batch is skipped
 when the run resumes, so it is not retried forever. The hand-written loop over the clean batches
 is the oracle for the weights the resumed run must reach."""
@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import nnwidgets as nw
-from nnwidgets import _diagnose, _loop
-from nnwidgets._diagnose import batch_ring, find_batch, nonfinite_in
+from nnwidgets.checks import diagnose as _diagnose
+from nnwidgets.engine import rollback
+from nnwidgets.checks.diagnose import batch_ring, find_batch, nonfinite_in
 
 from _engine_util import events, oracle, same_params
 
@@ -67,7 +68,7 @@ def test_inf_targets_are_named_as_the_targets():
 
 
 def test_a_poisoned_batch_found_after_it_was_applied_rolls_back_and_is_not_run_again(monkeypatch):
-    monkeypatch.setattr(_loop, "SNAPSHOT_INTERVAL_S", 0.0)  # a snapshot at every verified flush
+    monkeypatch.setattr(rollback, "SNAPSHOT_INTERVAL_S", 0.0)  # a snapshot at every verified flush
     data = batches(20, nan_at=15)
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
@@ -127,7 +128,7 @@ class PoisonedInEpoch:
 
 
 def test_a_rollback_to_the_epoch_start_goes_on_after_the_poisoned_batch_instead_of_running_it_again(monkeypatch):
-    monkeypatch.setattr(_loop, "SNAPSHOT_INTERVAL_S", 1e9)  # snapshots only at the start and at epoch ends
+    monkeypatch.setattr(rollback, "SNAPSHOT_INTERVAL_S", 1e9)  # snapshots only at the start and at epoch ends
     data = batches(20, nan_at=-1)
     torch.manual_seed(0)
     model = nn.Linear(3, 1)

@@ -1,4 +1,4 @@
-"""Regression targets far off the outputs' scale (nnwidgets._scale): salaries ~5e4 against outputs
+"""Regression targets far off the outputs' scale (nnwidgets.checks.scale): salaries ~5e4 against outputs
 ~0.1. A first-batch notice suggests standardising; a diverging (non-finite) or stalling loss names
 the target scale as the likely cause. Scales and the first loss come from PyTorch."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import nnwidgets as nw
-from nnwidgets._scale import RATIO
+from nnwidgets.checks.scale import RATIO
 
 from _engine_util import events, notice, notice_codes
 

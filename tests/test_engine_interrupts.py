@@ -56,7 +56,7 @@ def _fit_interrupted(trainer, delay_s):
         go.set()
         trainer.fit()
     except KeyboardInterrupt:
-        outcome = "early" if trainer.state == "idle" and not trainer._loop_active else "raised"
+        outcome = "early" if trainer.state == "idle" and not trainer._control.active else "raised"
     while True:  # an interrupt that arrives after fit() returned lands here
         try:
             timer.join()

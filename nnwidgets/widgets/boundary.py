@@ -169,16 +169,6 @@ class DecisionBoundaryView:
             self._evaluate(trainer)
         self.refresh(trainer, force=True)
 
-    @classmethod
-    def from_trainer(cls, trainer: Any, **kwargs: Any) -> "DecisionBoundaryView | None":
-        """A view on the trainer's own training points, or ``None`` when they cannot be read
-        without iterating a loader (see :func:`training_points`), do not have 2 features, or the
-        task is regression. ``kwargs`` go to the constructor."""
-        found = training_points(trainer.train_data, kwargs.get("max_points", 2000))
-        if found is None or found[0].ndim != 2 or found[0].shape[1] != 2 or trainer.task == "regression":
-            return None
-        return cls(trainer, found[0], found[1], **kwargs)
-
     # ------------------------------------------------------------------ building
     def _build(self, X: np.ndarray, labels: np.ndarray | None) -> None:
         sx, sy = bq.LinearScale(), bq.LinearScale()

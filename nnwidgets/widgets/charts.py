@@ -23,6 +23,7 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
+from ..metrics import MetricInfo, metric_info
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
 from ._marks import EventMarkers, chart_figure, hover_tooltip, legend_html, set_lines, set_step_ticks, set_xy
 
@@ -191,8 +192,9 @@ class MetricChart:
 
     The metrics are the keys of ``history.epoch_records`` other than epoch/step/loss/lr/time_s:
     ``accuracy`` (and ``accuracy_macro``) for classification, ``r2`` and ``mae`` for regression,
-    each with its ``val_`` twin when validation data is given. Accuracy-like metrics and R² use
-    the left axis (accuracy on [0, 1]; R² on [-1, 1], values below -1 drawn at -1), all others
+    each with its ``val_`` twin when validation data is given. Where a metric is drawn comes from
+    its :class:`~nnwidgets.metrics.MetricInfo` (``trainer.metric_info``): bounded metrics use the
+    left axis (accuracy, F1 on [0, 1]; R² on [-1, 1], values below -1 drawn at -1), all others
     (MAE, ...) the right axis.
 
     Every widget model exists from construction: four multi-line ``Lines`` marks (left/right
@@ -245,6 +247,7 @@ class MetricChart:
     def reset(self) -> None:
         """Forget the run shown: empty lines, hidden y axes, no markers."""
         self._history, self._n_epochs = None, 0
+        self._infos: dict[str, MetricInfo] = {}
         self.keys: list[str] = []
         self._rows: dict[tuple[str, bool], list[str]] = {k: [] for k in self.marks}
         self._x: list[float] = []
@@ -261,9 +264,11 @@ class MetricChart:
         if self.legend.value:
             self.legend.value = ""
 
-    @staticmethod
-    def _bounded(base: str) -> bool:
-        return "accuracy" in base or base == "r2"
+    def _info(self, key: str) -> MetricInfo:
+        return self._infos.get(key.removeprefix("val_")) or metric_info(key)
+
+    def _bounded(self, base: str) -> bool:
+        return self._info(base).bounded
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` float32 of metric ``key`` as last sent (``KeyError`` if not shown)."""
@@ -273,12 +278,15 @@ class MetricChart:
         """The ``Lines`` mark that draws metric ``key``."""
         return next(self.marks[slot] for slot, keys in self._rows.items() if key in keys)
 
-    def _assign(self, keys: list[str]) -> None:
-        """Give each metric key a line in one of the four marks; label the axes."""
+    def _assign(self, keys: list[str], infos: dict[str, MetricInfo]) -> None:
+        """Give each metric key a line in one of the four marks (its :class:`MetricInfo` says
+        which axis); label the axes."""
         self.keys = list(keys)
         bases = list(dict.fromkeys(k.removeprefix("val_") for k in keys))
-        if "r2" in bases:
-            self.score_scale.min = -1.0
+        self._infos = {b: infos.get(b) or metric_info(b) for b in bases}
+        lows = [self._info(b).low for b in bases if self._bounded(b)]
+        if lows:
+            self.score_scale.min = min(0.0, *lows)
         for key in keys:
             axis = "score" if self._bounded(key.removeprefix("val_")) else "value"
             self._rows[axis, key.startswith("val_")].append(key)
@@ -295,10 +303,10 @@ class MetricChart:
         left = [b for b in bases if self._bounded(b)]
         right = [b for b in bases if not self._bounded(b)]
         with self.score_axis.hold_sync():
-            self.score_axis.label = "R²" if left == ["r2"] else ", ".join(left)
+            self.score_axis.label = ", ".join(self._info(b).label for b in left)
             self.score_axis.visible = bool(left)
         with self.value_axis.hold_sync():
-            self.value_axis.label = ", ".join(b.upper() if b == "mae" else b for b in right)
+            self.value_axis.label = ", ".join(self._info(b).label for b in right)
             self.value_axis.visible = bool(right)
 
     def refresh(self, trainer: Any) -> None:
@@ -311,13 +319,14 @@ class MetricChart:
         if len(records) != self._n_epochs:
             new = records[self._n_epochs:]
             if not self.keys:
-                self._assign([k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))])
+                self._assign([k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))],
+                             getattr(trainer, "metric_info", {}))
             for r in new:
                 self._x.append(float(r["step"]))
                 for key, ys in self._y.items():
                     v = r.get(key)
                     ok = isinstance(v, (int, float)) and math.isfinite(v)
-                    ys.append((max(float(v), -1.0) if key.endswith("r2") else float(v)) if ok else math.nan)
+                    ys.append(self._info(key).clip(float(v)) if ok else math.nan)
             self._n_epochs = len(records)
             self._send()
         if len(events) != self.markers.n_events:

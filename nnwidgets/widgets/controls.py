@@ -26,21 +26,16 @@ from typing import Any, Callable
 import ipywidgets as w
 import torch
 
+from .._names import OPTIMIZER_LABELS
+from ..engine.control import ACTIONS
 from ..hyperparams import dropout_modules
 
 __all__ = ["ControlsView", "available_devices", "log_range", "OPTIMIZER_CHOICES", "BUTTON_STATES", "LOG_STEP"]
 
-OPTIMIZER_CHOICES = (("SGD", "sgd"), ("Adam", "adam"), ("AdamW", "adamw"), ("RMSprop", "rmsprop"))
-# (start, pause, step, stop) enabled per Trainer state
-BUTTON_STATES = {
-    "idle": (True, False, True, False),
-    "running": (False, True, False, True),
-    "paused": (True, False, True, True),
-    "stopped": (True, False, True, False),
-    "completed": (True, False, True, False),
-    "failed": (True, False, True, False),
-}
-_PICKERS_ENABLED = ("idle", "paused", "stopped", "completed", "failed")
+OPTIMIZER_CHOICES = tuple((label, name) for name, label in OPTIMIZER_LABELS.items())
+_BUTTONS = ("start", "pause", "step", "stop")
+# (start, pause, step, stop) enabled per Trainer state: read from the engine's table
+BUTTON_STATES = {state: tuple(a in actions for a in _BUTTONS) for state, actions in ACTIONS.items()}
 NO_DROPOUT = ("no nn.Dropout in this model: add nn.Dropout(p) after a hidden layer "
               "to tune the dropout probability")
 
@@ -234,12 +229,10 @@ class ControlsView:
     def refresh(self, trainer: Any) -> None:
         """Enable/disable by state; move a widget only where the Trainer's value changed."""
         state = trainer.state
-        flags = (False,) * 4 if self.superseded else BUTTON_STATES.get(state, (False, False, False, False))
-        for button, on in zip((self.start_button, self.pause_button, self.step_button, self.stop_button), flags):
-            button.disabled = not on
+        for button, action in zip((self.start_button, self.pause_button, self.step_button, self.stop_button), _BUTTONS):
+            button.disabled = self.superseded or not trainer.allowed(action)
         self.start_button.description = "Resume" if state == "paused" else "Start"
-        idle = state in _PICKERS_ENABLED
-        self.optimizer.disabled = self.device.disabled = not idle
+        self.optimizer.disabled = self.device.disabled = not trainer.allowed("configure")
         s = trainer.settings
         kind = type(trainer.optimizer).__name__
         with self._syncing():

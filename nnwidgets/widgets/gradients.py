@@ -15,7 +15,8 @@ import ipywidgets as widgets
 import numpy as np
 from torch import nn
 
-from ..stats import activation_after, flag_vanishing
+from ..checks.vanishing import layer_messages
+from ..stats import activation_after
 from ._decimate import stride_decimate
 from ._marks import set_lines
 
@@ -205,7 +206,7 @@ class GradientView:
             parts.append("No gradient samples yet.")
             self.flagged = []
         else:
-            self.flagged = flag_vanishing(norms, layers, self._acts, ratio=self.ratio)
+            self.flagged = layer_messages(norms, layers, self._acts, ratio=self.ratio)  # the check's diagnosis
             if self.flagged:
                 items = "".join(f"<li>{html.escape(msg)}</li>" for msg in self.flagged[:_MAX_FLAGS])
                 if len(self.flagged) > _MAX_FLAGS:

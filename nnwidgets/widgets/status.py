@@ -245,9 +245,9 @@ class StatusView:
     def _halted(self, trainer: Any, state: str, events: list[dict]) -> None:
         text = ""
         if state in ("stopped", "paused"):
-            ev = next((e for e in reversed(events[-50:]) if e["kind"] == "state" and e["name"] == state), None)
+            ev = next((e for e in reversed(events[-50:]) if e["kind"] == "state" and e["new"] == state), None)
             if ev is not None:
-                verb = (ev["message"] or state).split(" at ")[0]
+                verb = ev["name"]  # the state, or how it was reached ("interrupted")
                 n, again = trainer.target_epochs, "Resume" if state == "paused" else "Start"
                 text = (f"{verb[:1].upper()}{verb[1:]} at step {ev['step']:,} (epoch {epoch_shown(ev['epoch'], n)}/{n})"
                         f". {again} continues from there.")

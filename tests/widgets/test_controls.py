@@ -249,3 +249,13 @@ def test_device_picker_moves_a_paused_run_to_cuda_and_it_continues(running):
     step = t.step
     view.start_button.click()
     assert wait_for(lambda: t.step > step + 10, 10) and t.state == "running"
+
+
+def test_buttons_and_pickers_follow_what_the_engine_allows(monkeypatch):
+    t = Trainer(mlp(), three_class_loader(n=64), epochs=1, device="cpu")
+    view = ControlsView(t)
+    view.refresh(t)
+    assert flags(view) == (True, False, True, False) and not view.optimizer.disabled
+    monkeypatch.setattr(t, "allowed", lambda action: action in ("stop",))  # the panel only asks
+    view.refresh(t)
+    assert flags(view) == (False, False, False, True) and view.optimizer.disabled and view.device.disabled

@@ -129,7 +129,7 @@ def test_validation_pass_shows_validating_with_its_batch_progress():
     assert [[p for p in i.split(" · ") if "validating" in p] for *_, i in val.seen] == [
         [f"validating {k}/3 batches"] for k in range(3)]
     assert all(f"validating {k}/3 batches · epoch 1/1" in i for k, (*_, i) in enumerate(val.seen))
-    assert (t.phase, t.val_progress) == (None, None)  # restored after the pass
+    assert (t.phase, t.val_progress) == (None, (3, 3))  # the pass is over; its progress stays readable
     box["view"].refresh(t)
     assert "validating" not in box["view"].info.value and "validating" not in box["view"].state.value
 

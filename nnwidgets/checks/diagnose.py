@@ -62,7 +62,7 @@ def _count(t: torch.Tensor, columns: bool) -> str:
 def nonfinite_in(batch: Any) -> str | None:
     """``"NaN in its features (3 NaN (columns [2]))"``-style description of the NaN/inf values in a
     raw batch ``(x, y)`` (nested inputs too), or None when every value is finite. Syncs."""
-    from .data import DataError, split_batch
+    from ..data import DataError, split_batch
     try:
         x, y = split_batch(batch)
     except DataError:
@@ -87,7 +87,7 @@ def nonfinite_message(kind: str, step: int, epoch: int, kept: str, settings: dic
         settings: the trainer's ``lr`` and ``momentum``.
         data: :func:`nonfinite_in` of that step's batch (None: its values are finite, or it was not held).
         held: whether that batch was still held to be checked.
-        scale_hint: from :mod:`nnwidgets._scale`, when the regression target is far off the outputs' scale.
+        scale_hint: from :mod:`nnwidgets.checks.scale`, when the regression target is far off the outputs' scale.
     """
     if data is not None:
         return (f"loss became {kind} at step {step} (epoch {epoch}) because the batch at step {step} has {data}: "

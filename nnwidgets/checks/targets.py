@@ -9,25 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._batch_guard import binary_values_error, label_range_error, where
-from ._casts import cast_expr
-from ._notices import DataError, Notice
-from ._labels import target_type_message
+from .batch_guard import binary_values_error, label_range_error, where
+from .casts import cast_expr
+from .._notices import DataError, Notice
+from .labels import target_type_message
+from .._names import DEFAULT_LOSS, LOSS_NAMES, TASKS
 
 __all__ = ["DataError", "Notice", "TASKS", "LOSS_NAMES", "resolve_task", "plan_targets",
            "apply_target_ops", "output_width", "loss_name"]
 
-TASKS = ("multiclass", "binary", "regression")
 _LOSS_TASKS = (((nn.CrossEntropyLoss, nn.NLLLoss), "multiclass"), ((nn.BCEWithLogitsLoss, nn.BCELoss), "binary"),
                ((nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss), "regression"))
 _FUNCTIONS = {F.cross_entropy: "multiclass", F.nll_loss: "multiclass", F.binary_cross_entropy: "binary",
               F.binary_cross_entropy_with_logits: "binary", F.mse_loss: "regression", F.l1_loss: "regression",
               F.smooth_l1_loss: "regression", F.huber_loss: "regression"}
-LOSS_NAMES = {"cross_entropy": (nn.CrossEntropyLoss, "multiclass"), "nll": (nn.NLLLoss, "multiclass"),
-              "bce": (nn.BCEWithLogitsLoss, "binary"), "mse": (nn.MSELoss, "regression"),
-              "l1": (nn.L1Loss, "regression"), "smooth_l1": (nn.SmoothL1Loss, "regression"),
-              "huber": (nn.HuberLoss, "regression")}
-_DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}
+_DEFAULT_LOSS = DEFAULT_LOSS
 
 
 def loss_name(loss_fn) -> str:

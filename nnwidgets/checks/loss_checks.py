@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._notices import DataError, Notice
+from .._notices import DataError, Notice
 
 __all__ = ["align_loss", "check_loss_value", "check_nll_input"]
 

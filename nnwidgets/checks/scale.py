@@ -3,7 +3,7 @@
 MSELoss then starts near ``target**2`` (~1e10), its gradients are as large, and training either
 diverges to NaN (SGD) or crawls for many epochs (Adam moves each weight by ~lr per step). Checked
 once on the first batch (:func:`target_scale`); the finding is named as the likely cause when the
-loss becomes non-finite (:mod:`nnwidgets._diagnose`) and, by :class:`StallWatch`, when the
+loss becomes non-finite (:mod:`nnwidgets.checks.diagnose`) and, by :class:`StallWatch`, when the
 training loss has barely moved after a few epochs.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._notices import Notice
+from .._notices import Notice
+from .base import Check, Finding, When
 
 __all__ = ["RATIO", "ScaleFacts", "target_scale", "StallWatch"]
 
@@ -67,26 +68,33 @@ def target_scale(y: torch.Tensor, output: torch.Tensor) -> tuple[ScaleFacts | No
                           "Unscaled, training is likely to diverge (NaN) or crawl.")]
 
 
-class StallWatch:
-    """EPOCH_COMPLETED handler: a ``target_scale_stall`` notice, once, when after
-    ``STALL_EPOCHS`` epochs the training loss is still above ``STALL_SHARE`` of epoch 0's.
+class StallWatch(Check):
+    """Epoch-end check ``target_scale_stall``: reported once when after ``STALL_EPOCHS`` epochs
+    the training loss is still above ``STALL_SHARE`` of epoch 0's, for a run whose first batch
+    had a regression target far off the outputs' scale.
 
     Args:
         facts: the first batch's :class:`ScaleFacts`.
     """
 
-    def __init__(self, facts: ScaleFacts) -> None:
-        self.facts, self.first, self.done = facts, None, False
+    code, when = "target_scale_stall", When.EPOCH_END
 
-    def __call__(self, trainer, *, epoch: int, metrics: dict) -> None:
+    def __init__(self, facts: ScaleFacts) -> None:
+        self.facts, self.first = facts, None
+
+    @classmethod
+    def create(cls, trainer, prepared) -> "StallWatch | None":
+        return cls(prepared.scale) if prepared.scale is not None else None
+
+    def run(self, trainer, *, epoch: int, metrics: dict, **info) -> Finding | None:
         loss = metrics.get("loss")
-        if self.done or loss is None:
-            return
+        if loss is None:
+            return None
         if self.first is None:
             self.first = loss
-            return
+            return None
         if epoch + 1 >= STALL_EPOCHS and loss > STALL_SHARE * self.first:
-            self.done = True
-            trainer._record("notice", name="target_scale_stall", message=(
+            return Finding(self.code,
                 f"After {epoch + 1} epochs the training loss is still {loss:.3g} ({loss / self.first:.0%} of the first "
-                f"epoch's {self.first:.3g}). Likely cause: {self.facts.hint()}"))
+                f"epoch's {self.first:.3g}). Likely cause: {self.facts.hint()}")
+        return None

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from ._targets import Notice
+from .targets import Notice
 
 __all__ = ["unregistered", "no_parameters_message", "unregistered_notice", "batchnorm_notice", "SkipBatch",
            "BATCHNORM_ONE_SAMPLE", "BATCHNORM_TYPES", "skip_message"]

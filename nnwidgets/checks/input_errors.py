@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._notices import DataError
+from .._notices import DataError
 
 __all__ = ["ragged_error", "float_ids_error"]
 

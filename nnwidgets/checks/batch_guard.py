@@ -1,6 +1,6 @@
 """Every batch keeps to what the first batch decided: label range, 0/1 targets, one-hot rows.
 
-The first batch decides the task and the target form (:mod:`nnwidgets._targets`); a later batch
+The first batch decides the task and the target form (:mod:`nnwidgets.checks.targets`); a later batch
 can break that decision: a BCE target of 2.0 (trains on a negative loss), multi-hot rows after
 one-hot ones (``argmax`` keeps one class), a label beyond the output width, a fractional value in
 float labels that are cast to int64, or a regression target whose first batch happened to be all
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._notices import DataError
+from .._notices import DataError
 
 __all__ = ["TargetGuard", "target_guard", "fetch", "label_range_error", "binary_values_error", "where"]
 

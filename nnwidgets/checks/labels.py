@@ -1,7 +1,7 @@
 """Targets as pandas and numpy give them, before they are a tensor: the fix that works.
 
 ``torch.as_tensor`` turns numbers into a tensor, but not strings: class names ("Adelie",
-"Gentoo") must become integer codes first. Used by :mod:`nnwidgets._targets` for its
+"Gentoo") must become integer codes first. Used by :mod:`nnwidgets.checks.targets` for its
 ``target_dtype`` errors.
 """
 from __future__ import annotations

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._casts import cast_expr
-from ._targets import DataError, Notice
+from .casts import cast_expr
+from .targets import DataError, Notice
 
 __all__ = ["InputPlan", "plan_inputs", "pick_output", "plan_output", "describe", "move_to"]
 

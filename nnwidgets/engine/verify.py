@@ -1,0 +1,124 @@
+"""What a flush does with the fetched losses: commit the good steps, or stop at a bad one.
+
+:func:`verify` is the loop's flush: one transfer of the buffered losses and target-guard
+stats (:meth:`Ledger.fetch <nnwidgets.engine.ledger.Ledger.fetch>`), then the checks that run
+on every batch without a per-step host sync:
+
+* a batch that broke a first-batch decision (:mod:`nnwidgets.checks.batch_guard`) fails the run
+  with that check's error naming its epoch and step (:func:`broken`);
+* a non-finite loss pauses the run with a ``nonfinite`` event (:func:`nonfinite`); a loss whose
+  batch holds NaN/inf is reported as a data problem and that batch is skipped on resume
+  (:mod:`nnwidgets.checks.diagnose`).
+
+Found at the current (not yet applied) step, nothing was applied; found at an earlier one, the
+weights go back to the last snapshot (:class:`~nnwidgets.engine.rollback.Rollback`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checks.diagnose import find_batch, nonfinite_in, nonfinite_message
+from .events import Event
+
+__all__ = ["verify", "commit", "broken", "nonfinite"]
+
+
+def verify(loop: Any, current: torch.Tensor | None = None, now: float | None = None) -> bool:
+    """Fetch the buffered losses (and ``current``, the loss of the step not applied yet), check
+    them, commit the applied steps to the history. Returns False when a non-finite loss was
+    found (the run then pauses).
+
+    Raises:
+        nnwidgets.data.DataError: a buffered batch broke a first-batch decision.
+    """
+    t = loop.t
+    ledger = t._ledger
+    t0, c0 = time.perf_counter(), time.thread_time()
+    now = t0 if now is None else now
+    got = ledger.fetch(current, loop.stats_now)
+    if got is not None:
+        prep = t._prepared
+        guard = prep.plan.guard if prep is not None and prep.plan else None
+        bad = got.bad
+        found = guard.first_error(got.stats, t.epoch, t.step - got.applied) if guard is not None else None
+        if found is not None and (bad is None or found[0] < bad):
+            broken(loop, *found, got.values, got.applied)
+        if bad is not None:
+            nonfinite(loop, bad, got.values, got.applied)
+            ledger.charge(t0, c0)
+            return False
+        if got.applied:
+            commit(loop, got.values[:got.applied], now)
+    loop.train_metrics.flush()
+    loop.snapshot()
+    ledger.last_flush = now
+    t._bus.fire(Event.METRICS_FLUSHED, t, step=t.step)
+    ledger.charge(t0, c0)
+    return True
+
+
+def commit(loop: Any, losses: np.ndarray, now: float) -> None:
+    """Append the applied steps' losses to the history (with the learning rates they used)
+    and feed the timing window to the thread tuner."""
+    t = loop.t
+    tuner = t._tuner
+    lr = t._schedule.used_lrs(len(losses)) if t._schedule is not None else float(t.optimizer.param_groups[0]["lr"])
+    t_prev, t_now = t._ledger.commit(losses, now, None if tuner.probing else tuner.threads)
+    t.history.append_steps(t.epoch, losses, lr, t_prev, t_now)
+    notice = tuner.observe(len(losses), t_now - t_prev) if t.step >= loop.warm_until else None
+    if notice and tuner.decided_now:
+        t._ledger.meter.reset()  # the probe's slow windows are a measurement, not the run's speed
+    if notice:
+        t._record("notice", name="threads", message=notice)
+
+
+def broken(loop: Any, index: int, error: Exception, values: np.ndarray, applied: int) -> None:
+    """A batch broke a first-batch decision: keep the verified steps before it, never apply
+    it, and raise ``error`` (what the weights are now appended)."""
+    t = loop.t
+    if index < applied:  # it was applied: go back to the last verified weights
+        loop.restore_snapshot()
+        loop.train_metrics.discard_pending()
+        kept = f"that batch had been applied, so the run rolled back to the weights before step {t.step}"
+    else:
+        if applied:
+            commit(loop, values[:applied], time.perf_counter())
+        loop.train_metrics.flush()
+        kept = "the run stopped before applying that batch; " + (
+            f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept")
+    t._ledger.discard()
+    error.args = (f"{error} Training failed: {kept}.",)
+    raise error
+
+
+def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
+    """The loss at ``values[index]`` is NaN or inf: keep the steps before it, record a
+    ``nonfinite`` event naming the step, the cause and the fix, and ask the run to pause."""
+    t = loop.t
+    first_step = t.step - applied + index
+    kind = "nan" if math.isnan(values[index]) else "inf"
+    batch = find_batch(loop.ring, first_step)
+    data = nonfinite_in(batch) if batch is not None else None  # NaN/inf in the batch itself (syncs)
+    loop.poisoned_step = first_step if data is not None else None
+    if index < applied:  # a bad step was already applied: go back to the last verified weights
+        loop.restore_snapshot(keep_iterating=data is not None)
+        loop.train_metrics.discard_pending()
+        kept = f"rolled back to the weights before step {t.step}"
+    else:
+        if applied:
+            commit(loop, values[:applied], time.perf_counter())
+        loop.train_metrics.flush()
+        kept = f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept"
+    t._ledger.discard()
+    t.optimizer.zero_grad(set_to_none=True)
+    scale = getattr(t._prepared, "scale", None)
+    msg = nonfinite_message(kind, first_step, t.epoch, kept, t.settings, data, batch is not None,
+                            scale.hint() if scale is not None else None)
+    t._record("nonfinite", name="loss" if data is None else "data", new=kind, message=msg)
+    control = t._control
+    control.pause_requested = control.attention = True
