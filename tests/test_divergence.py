@@ -1,7 +1,7 @@
 """DivergenceWatch: the starting level, the blow-up test and the rollback-target test."""
 import numpy as np
 
-from nnwidgets._divergence import FACTOR, IN_RANGE, START_STEPS, DivergenceWatch
+from nnwidgets.checks.divergence import FACTOR, IN_RANGE, START_STEPS, DivergenceWatch
 
 
 def test_c12_blow_up_in_the_first_windows_is_caught_at_step_1():

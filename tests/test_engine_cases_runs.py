@@ -35,33 +35,63 @@ def _c12(scale):
     return X, Y, model
 
 
-def test_c12_first_inf_at_step_2_pauses_with_last_finite_weights():
+def test_c12_blow_up_is_caught_at_step_1_and_rolls_back_to_weights_whose_loss_was_in_range():
     X, Y, model = _c12(50.0)
     init = copy.deepcopy(model)
     t = nw.Trainer(model, [(X, Y)], lr=0.1, momentum=0.9, epochs=10, **CPU)
-    t.fit()                                                      # returns, paused
-    assert t.state == "paused" and t.step == 2 and t.error is None
-    ref, ref_losses = oracle(init, [(X, Y)], F.mse_loss, 2, lr=0.1, momentum=0.9)
-    assert same_params(model, ref)                               # the weights after step 1
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    losses = t.history.steps.loss.to_numpy()
-    assert len(losses) == 2 and np.isfinite(losses).all() and np.allclose(losses, ref_losses, rtol=1e-6)
+    with pytest.warns(RuntimeWarning, match=r"loss diverged at step 1 \(epoch 1\): 1\.27e\+12, 5\.9e\+07x its starting "
+                                            r"level 2\.16e\+04, with learning rate 0\.1 and momentum 0\.9; training paused, "
+                                            r"rolled back to the weights before step 0, where the loss was 2\.16e\+04"):
+        t.fit()                                                  # returns, paused, before the inf of step 2
+    assert t.state == "paused" and t.step == 0 and t.epoch == 0 and t.error is None
+    assert same_params(model, init)                              # step 0's weights gave 1.27e12: not kept
+    assert t.history.n_steps == 0
     (ev,) = events(t, "nonfinite")
-    assert ev["step"] == 2 and ev["new"] == "inf"
-    for part in ("at step 2", "learning rate 0.1", "momentum 0.9", "lower the learning rate",
-                 "standardise the features", "clip"):
+    assert ev["new"] == "diverged"
+    for part in ("Lower the learning rate, then resume", "standardise the features", "clip"):
         assert part in ev["message"], part
 
 
-def test_c12_resume_while_the_weights_still_overflow_pauses_again_at_the_same_step():
+def test_c12_resume_with_a_lower_learning_rate_trains_like_the_plain_loop():
+    """The issue's complaint: after a blow-up the kept weights were already ruined, so resuming
+    with lr 1e-5 failed at the same step every time. Now it trains, exactly as PyTorch does from
+    the weights it rolled back to."""
     X, Y, model = _c12(50.0)
+    init = copy.deepcopy(model)
     t = nw.Trainer(model, [(X, Y)], lr=0.1, momentum=0.9, epochs=10, **CPU)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        t.fit()
+    t.set(lr=1e-5)
     t.fit()
-    kept = copy.deepcopy(model)
-    t.set(lr=1e-6, momentum=0.0)                   # the weights after step 1 overflow at any lr
+    assert t.state == "completed" and t.step == 10 and t.history.n_steps == 10
+    ref, ref_losses = oracle(init, [(X, Y)], F.mse_loss, 10, lr=1e-5, momentum=0.9)
+    assert same_params(model, ref) and np.allclose(t.history.steps.loss, ref_losses, rtol=1e-5)
+    assert ref_losses[-1] < 0.5 * ref_losses[0]  # 21,571 -> 5,540 in 10 steps
+
+
+def test_without_weights_in_range_the_message_says_so_and_reinitialize_starts_again():
+    X, Y, model = _c12(1.0)
+    t = nw.Trainer(model, [(X, Y)], lr=1e-3, epochs=3, **CPU)
     t.fit()
-    assert t.state == "paused" and t.step == 2 and t.history.n_steps == 2 and same_params(model, kept)
-    assert [e["step"] for e in events(t, "nonfinite")] == [2, 2]
+    start = t.history.steps.loss.iloc[0]
+    t.set_optimizer("sgd")                           # a new optimizer: no rollback target is kept
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(300.0)                            # weights ruined outside the run (e.g. a bad checkpoint)
+    ruined = copy.deepcopy(model)
+    with pytest.warns(RuntimeWarning, match=r"loss diverged at step 3 .*no weights from before the blow-up are kept: "
+                                            r"this run started from weights whose loss was already out of range\. "
+                                            r"Only fresh weights help now: trainer\.reinitialize\(\)"):
+        t.fit(6)                                     # 6 epochs more
+    assert t.state == "paused" and t.step == 3 and same_params(model, ruined)
+    assert t.reinitialize(seed=0) == 2                               # the two Linear layers
+    torch.manual_seed(0)
+    fresh = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    assert same_params(model, fresh) and not t.optimizer.state
+    assert events(t, "setting")[-1]["name"] == "weights"
+    t.fit()
+    assert t.state == "completed" and t.step == 9  # fit(6) asked for 6 epochs more than the 3 done
+    assert np.isfinite(t.history.steps.loss).all() and t.history.steps.loss.iloc[-1] < 10 * start
 
 
 def test_c12_resume_after_a_transient_nonfinite_loss_retries_that_batch():

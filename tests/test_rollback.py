@@ -60,7 +60,26 @@ def test_snapshots_are_throttled_unless_forced_and_reuse_their_tensors():
     assert rb.take(model, opt, {"step": 0}, force=True)
     copies = rb._snap["tensors"]
     assert not rb.take(model, opt, {"step": 1}) and rb.marks == {"step": 0}
-    assert rb.take(model, opt, {"step": 2}, force=True) and rb._snap["tensors"] is copies  # copy_, no allocation
+    assert rb.take(model, opt, {"step": 2}, force=True) and rb.marks == {"step": 2}
+    assert rb.take(model, opt, {"step": 3}, force=True) and rb._snap["tensors"] is copies  # two sets, copy_, no allocation
+
+
+def test_a_pending_snapshot_becomes_the_target_only_when_its_loss_was_good():
+    model, opt = _model_and_adam()
+    rb = Rollback()
+    rb.take(model, opt, {"step": 0}, force=True)
+    target = copy.deepcopy(model.state_dict())
+    _train(model, opt)
+    assert rb.take(model, opt, {"step": 5}, force=True, pending=True)
+    assert rb.marks == {"step": 0} and rb.pending_marks == {"step": 5}
+    rb.resolve(False)                                           # its loss was out of range: dropped
+    assert rb.pending_marks is None and rb.marks == {"step": 0}
+    rb.restore(model, opt)
+    assert all(torch.equal(v, target[k]) for k, v in model.state_dict().items())
+    _train(model, opt)
+    rb.take(model, opt, {"step": 5}, force=True, pending=True)
+    rb.resolve(True, loss=0.5)
+    assert rb.marks == {"step": 5, "loss": 0.5} and rb.pending_marks is None
 
 
 def test_nothing_to_restore_changes_nothing():

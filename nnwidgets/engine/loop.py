@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..checks.divergence import DivergenceWatch
 from ..checks.model_checks import SkipBatch, skip_message
 from .._setup import move_to
 from ..data import DataError, split_batch
@@ -81,6 +82,8 @@ class Loop:
         self.stats_now: tuple = ()  # the target guard's stats of the batch being trained
         self.poisoned_step = None   # a step whose batch holds NaN/inf: not retried on resume
         self.warm_until = WARMUP_STEPS
+        self.divergence = DivergenceWatch()  # the run's starting loss level and the blow-up test
+        self.in_range = True        # the last verified losses were in range: the weights may be a rollback target
 
     # ------------------------------------------------------------------ epochs
     def run_epochs(self) -> None:
@@ -246,12 +249,30 @@ class Loop:
         False when a non-finite loss was found (the run then pauses)."""
         return verify(self, current, now)
 
-    def snapshot(self, force: bool = False) -> None:
-        """A rollback target after a verified flush (:class:`~nnwidgets.engine.rollback.Rollback`)."""
+    def snapshot(self, force: bool = False, start: bool = False, loss: float | None = None) -> None:
+        """A rollback target (:class:`~nnwidgets.engine.rollback.Rollback`), taken only while the
+        losses are in range (:mod:`nnwidgets.checks.divergence`), so a blow-up returns to weights
+        from before the loss began to climb. ``loss``: these weights' own loss, already seen in
+        range (a flush that fetched the current step's loss); without it the snapshot is pending
+        until that loss is fetched (:meth:`resolve_snapshot`). ``start``: the weights a run starts
+        from, always taken."""
         t = self.t
+        if not (self.in_range or start):
+            return
         t._rollback.take(t.model, t.optimizer, {
             "step": t.step, "n_hist": t.history.n_steps, "epoch_sums": (t._ledger.epoch_loss, t._ledger.epoch_n),
-            "epoch": t.epoch, "n_epochs": len(t.history.epoch_records)}, force=force)
+            "epoch": t.epoch, "n_epochs": len(t.history.epoch_records), "loss": loss},
+            force=force or start, pending=loss is None)
+
+    def resolve_snapshot(self, values: Any, first_step: int) -> None:
+        """Promote or drop the pending snapshot once its own loss is among ``values`` (the fetched
+        losses of steps ``first_step, first_step + 1, ...``)."""
+        rollback = self.t._rollback
+        marks = rollback.pending_marks
+        if marks is None or not first_step <= marks["step"] < first_step + len(values):
+            return
+        i = marks["step"] - first_step
+        rollback.resolve(self.divergence.in_range(values[i:i + 1]), loss=float(values[i]))
 
     def restore_snapshot(self, keep_iterating: bool = False) -> None:
         """Put the snapshot back. Within the current epoch iteration goes on after the batches
@@ -262,6 +283,7 @@ class Loop:
         marks = t._rollback.restore(t.model, t.optimizer)
         if marks is None:
             return
+        self.in_range = True  # the target's own loss was in range
         t.history.truncate_steps(marks["n_hist"])
         t.history.truncate_epochs(marks["n_epochs"])
         t.step = marks["step"]

@@ -52,7 +52,7 @@ class Runner:
             if t._prepared is None:
                 self.prepare()
             loop.warm_until = WARMUP_STEPS  # only the very first steps of a trainer are flushed one by one
-            loop.snapshot(force=True)
+            loop.snapshot(start=True)
             t._ledger.restart_window()  # the first-batch checks are no step time
             if notice:
                 t._record("notice", name="threads", message=notice)

@@ -419,6 +419,44 @@ class Trainer:
             self._record("setting", name="optimizer", old=old, new=type(self.optimizer).__name__,
                          message=f"optimizer changed from {old} to {type(self.optimizer).__name__}")
 
+    def reinitialize(self, seed: int | None = None) -> int:
+        """Fresh weights: each layer's own ``reset_parameters()`` (PyTorch's default
+        initialisation of ``Linear``, ``Conv*``, ``BatchNorm*``, ...), the optimizer state
+        (momentum buffers) cleared, and these weights made the rollback target. Step counter,
+        epoch, settings and history go on; a ``setting`` event ``"weights"`` marks the restart on
+        the charts. The cure when a loss blew up from weights that were never in range (the
+        ``diverged`` message says so). Only while not running (pause first).
+
+        Args:
+            seed: passed to ``torch.manual_seed`` first, for the same fresh weights every time
+                (``None``: the global generator as it is).
+
+        Returns:
+            The number of layers reset.
+
+        Raises:
+            RuntimeError: the run is running.
+        """
+        with self._control.lock:
+            if self._control.active and self.state != "paused":
+                raise RuntimeError("cannot reinitialize the weights while training runs; pause() first")
+            if seed is not None:
+                torch.manual_seed(seed)
+            n = 0
+            with torch.no_grad():
+                for module in self.model.modules():
+                    reset = getattr(module, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
+                        n += 1
+            self.optimizer.state.clear()
+            self._loop.in_range = True
+            self._rollback.clear()
+            self._loop.snapshot(start=True)
+            self._record("setting", name="weights", old=None, new="reinitialized",
+                         message=f"weights reinitialized: reset_parameters() of {n} layers, optimizer state cleared")
+        return n
+
     def save(self, path: str) -> str:
         """Save a checkpoint that ``torch.load(path)`` reads with ``weights_only=True``:
         model and optimizer state dicts, epoch, step, settings and the history as plain

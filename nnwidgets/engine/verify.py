@@ -6,12 +6,16 @@ on every batch without a per-step host sync:
 
 * a batch that broke a first-batch decision (:mod:`nnwidgets.checks.batch_guard`) fails the run
   with that check's error naming its epoch and step (:func:`broken`);
+* a loss that blew up by orders of magnitude while still finite (:mod:`nnwidgets.checks.divergence`)
+  pauses the run with a ``nonfinite`` event (``new="diverged"``) and goes back to the last weights
+  whose losses were in range (:func:`diverged`);
 * a non-finite loss pauses the run with a ``nonfinite`` event (:func:`nonfinite`); a loss whose
   batch holds NaN/inf is reported as a data problem and that batch is skipped on resume
   (:mod:`nnwidgets.checks.diagnose`).
 
-Found at the current (not yet applied) step, nothing was applied; found at an earlier one, the
-weights go back to the last snapshot (:class:`~nnwidgets.engine.rollback.Rollback`).
+Found at the current (not yet applied) step, nothing was applied; found at an earlier one, or
+when the losses before it had already left the range, the weights go back to the last snapshot
+(:class:`~nnwidgets.engine.rollback.Rollback`), which only holds weights whose losses were in range.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checks.diagnose import find_batch, nonfinite_in, nonfinite_message
+from ..checks.diagnose import NONFINITE_FIXES, find_batch, nonfinite_in, nonfinite_message
 from .events import Event
 
-__all__ = ["verify", "commit", "broken", "nonfinite"]
+__all__ = ["verify", "commit", "broken", "nonfinite", "diverged"]
 
 
 def verify(loop: Any, current: torch.Tensor | None = None, now: float | None = None) -> bool:
@@ -46,16 +50,22 @@ def verify(loop: Any, current: torch.Tensor | None = None, now: float | None = N
         guard = prep.plan.guard if prep is not None and prep.plan else None
         bad = got.bad
         found = guard.first_error(got.stats, t.epoch, t.step - got.applied) if guard is not None else None
-        if found is not None and (bad is None or found[0] < bad):
+        loop.resolve_snapshot(got.values, t.step - got.applied)
+        blown = loop.divergence.first_diverged(got.values)  # before any non-finite one, if found
+        if found is not None and (bad is None or found[0] < bad) and (blown is None or found[0] < blown):
             broken(loop, *found, got.values, got.applied)
-        if bad is not None:
-            nonfinite(loop, bad, got.values, got.applied)
+        if blown is not None or bad is not None:
+            (diverged if blown is not None else nonfinite)(loop, blown if blown is not None else bad,
+                                                          got.values, got.applied)
             ledger.charge(t0, c0)
             return False
         if got.applied:
             commit(loop, got.values[:got.applied], now)
+            loop.divergence.observe(got.values[:got.applied])
+        loop.in_range = loop.divergence.in_range(got.values)
     loop.train_metrics.flush()
-    loop.snapshot()
+    # with the current step's loss fetched, these weights' own loss is known: a verified target
+    loop.snapshot(loss=float(got.values[-1]) if got is not None and current is not None else None)
     ledger.last_flush = now
     t._bus.fire(Event.METRICS_FLUSHED, t, step=t.step)
     ledger.charge(t0, c0)
@@ -105,7 +115,9 @@ def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     batch = find_batch(loop.ring, first_step)
     data = nonfinite_in(batch) if batch is not None else None  # NaN/inf in the batch itself (syncs)
     loop.poisoned_step = first_step if data is not None else None
-    if index < applied:  # a bad step was already applied: go back to the last verified weights
+    # the weights are kept only when every loss since the last verified window stayed in range
+    climbing = data is None and not (loop.in_range and loop.divergence.in_range(values[:index]))
+    if index < applied or climbing:  # go back to the last verified weights whose losses were in range
         loop.restore_snapshot(keep_iterating=data is not None)
         loop.train_metrics.discard_pending()
         kept = f"rolled back to the weights before step {t.step}"
@@ -120,5 +132,43 @@ def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     msg = nonfinite_message(kind, first_step, t.epoch, kept, t.settings, data, batch is not None,
                             scale.hint() if scale is not None else None)
     t._record("nonfinite", name="loss" if data is None else "data", new=kind, message=msg)
+    control = t._control
+    control.pause_requested = control.attention = True
+
+
+def diverged(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
+    """The finite loss at ``values[index]`` blew up (:mod:`nnwidgets.checks.divergence`): go
+    back to the last snapshot whose losses were in range, or, when the run started from weights
+    already out of range, keep the weights and say that only fresh weights help; record a
+    ``nonfinite`` event (``new="diverged"``) with the step, the loss against its starting level,
+    what the weights are now and the fix, and ask the run to pause."""
+    t = loop.t
+    watch = loop.divergence
+    first_step, value, epoch = t.step - applied + index, float(values[index]), t.epoch
+    marks = t._rollback.marks
+    if marks is not None:
+        loop.restore_snapshot()
+        loop.train_metrics.discard_pending()
+        there = f", where the loss was {marks['loss']:.3g}" if marks["loss"] is not None else ""
+        kept = f"rolled back to the weights before step {t.step}{there} (the last in range)"
+        fresh = ""
+    else:
+        if applied:
+            commit(loop, values[:applied], time.perf_counter())
+        loop.train_metrics.flush()
+        kept = ("no weights from before the blow-up are kept: this run started from weights whose loss was "
+                "already out of range")
+        fresh = (" Only fresh weights help now: trainer.reinitialize() (the panel's Reinitialize button) "
+                 "resets every layer, then start again with a lower learning rate.")
+    t._ledger.discard()
+    t.optimizer.zero_grad(set_to_none=True)
+    momentum = "n/a" if t.settings["momentum"] is None else f"{t.settings['momentum']:g}"
+    scale = getattr(t._prepared, "scale", None)
+    hint = scale.hint() if scale is not None else None
+    cause = f" Likely cause: {hint}" if hint else ""
+    msg = (f"loss diverged at step {first_step} (epoch {epoch}): {watch.describe(value)}, with learning rate "
+           f"{t.settings['lr']:g} and momentum {momentum}; training paused, {kept}.{fresh}{cause} Lower the learning "
+           f"rate, then resume. Usual fixes: {NONFINITE_FIXES}.")
+    t._record("nonfinite", name="loss", new="diverged", message=msg)
     control = t._control
     control.pause_requested = control.attention = True

@@ -85,6 +85,8 @@ class ControlsView:
     Attributes:
         widget: the ``ipywidgets.VBox`` to place in a layout.
         start_button, pause_button, step_button, stop_button: ``ipywidgets.Button``.
+        reinitialize_button: ``ipywidgets.Button``: :meth:`Trainer.reinitialize` (fresh weights),
+            enabled where the optimizer and device may change (not while running).
         lr: ``FloatLogSlider`` (1e-5..1, base 10, widened by whole decades to hold the Trainer's
             value, see :func:`log_range`; steps of ``LOG_STEP`` = 0.02 in log10).
             momentum: ``FloatSlider`` (0..0.99).
@@ -117,6 +119,10 @@ class ControlsView:
         self.pause_button.on_click(lambda _: self._act(trainer.pause))
         self.step_button.on_click(lambda _: self._act(trainer.step_once))
         self.stop_button.on_click(lambda _: self._act(trainer.stop))
+        self.reinitialize_button = w.Button(description="Reinitialize", icon="refresh", layout=w.Layout(width="120px"),
+                                            tooltip="fresh weights (each layer's reset_parameters()), optimizer state "
+                                                    "cleared; step count and history go on")
+        self.reinitialize_button.on_click(lambda _: self._act(trainer.reinitialize))
 
         style = {"description_width": "110px"}
         wide = w.Layout(width=SLIDER_WIDTH)
@@ -157,7 +163,7 @@ class ControlsView:
         buttons = w.HBox([self.start_button, self.pause_button, self.step_button, self.stop_button])
         wrap = w.Layout(flex_flow="row wrap")
         self.widget = w.VBox([
-            w.HBox([buttons, self.optimizer, self.device], layout=wrap),
+            w.HBox([buttons, self.optimizer, self.device, self.reinitialize_button], layout=wrap),
             w.HBox([self.lr, self.momentum], layout=wrap),
             w.HBox([self.weight_decay, self.weight_decay_on, self.dropout, self.dropout_note], layout=wrap),
         ])
@@ -233,6 +239,7 @@ class ControlsView:
             button.disabled = self.superseded or not trainer.allowed(action)
         self.start_button.description = "Resume" if state == "paused" else "Start"
         self.optimizer.disabled = self.device.disabled = not trainer.allowed("configure")
+        self.reinitialize_button.disabled = self.superseded or not trainer.allowed("configure")
         s = trainer.settings
         kind = type(trainer.optimizer).__name__
         with self._syncing():

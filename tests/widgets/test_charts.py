@@ -151,13 +151,19 @@ def test_refresh_without_changes_sends_nothing(lr_run, monkeypatch):
 
 @pytest.fixture(scope="module")
 def c12_run():
-    """Case C12: unscaled features, SGD lr 0.1 momentum 0.9 - the loss becomes inf at step 2."""
+    """Case C12's kind, as a slider makes it: 5 epochs train, then the learning rate goes from
+    0.01 to 3 and the loss blows up at step 11 (1.35e8); the run rolls back to step 10."""
     torch.manual_seed(0)
-    x = torch.randn(64, 8) * 50
+    x = torch.randn(64, 8)
     y = x.sum(1, keepdim=True)
     model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
-    t = Trainer(model, [(x, y)], optimizer="sgd", lr=0.1, momentum=0.9, seed=0, epochs=5, device="cpu")
+    nn.init.constant_(model[2].bias, 10.0)  # starts far off: R² of the first epochs < -1
+    t = Trainer(model, [(x[:32], y[:32]), (x[32:], y[32:])], optimizer="sgd", lr=0.01, momentum=0.9, seed=0,
+                epochs=5, device="cpu")
     t.fit()
+    t.set(lr=3.0)
+    with pytest.warns(RuntimeWarning, match="loss diverged at step 11"):
+        t.fit(12)
     charts = TrainingCharts()
     charts.refresh(t)
     return t, charts
@@ -165,16 +171,16 @@ def c12_run():
 
 def test_c12_keeps_finite_points_and_marks_the_stop(c12_run):
     t, charts = c12_run
-    assert t.state == "paused" and t.step == 2
+    assert t.state == "paused" and t.step == 10
     loss = t.history.arrays()["loss"]
-    finite = np.isfinite(loss)
+    assert len(loss) == 10 and np.isfinite(loss).all()
     chart = charts.loss
-    np.testing.assert_array_equal(chart.raw.x, np.flatnonzero(finite).astype(np.float32))
-    np.testing.assert_array_equal(chart.raw.y, loss[finite])
-    assert np.isfinite(chart.raw.y).all() and np.isfinite(chart.smooth.y).all()
-    assert chart.raw.y[0] == pytest.approx(2.16e4, rel=0.01)   # the case's step 0
-    assert chart.markers.steps == [2, 2]
-    assert chart.markers.shown() == [(2, "loss inf", "end"), (2, "paused", "end")]  # step 2 of 3: right half
+    np.testing.assert_array_equal(chart.raw.x, np.arange(10, dtype=np.float32))
+    np.testing.assert_array_equal(chart.raw.y, loss)
+    assert np.isfinite(chart.smooth.y).all()
+    assert chart.markers.steps == [10, 10, 10]
+    assert chart.markers.shown() == [(10, "lr 0.01→3", "end"), (10, "loss diverged", "end"),
+                                     (10, "paused", "end")]
 
 
 def test_c12_regression_metrics_r2_clipped(c12_run):

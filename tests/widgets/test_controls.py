@@ -259,3 +259,21 @@ def test_buttons_and_pickers_follow_what_the_engine_allows(monkeypatch):
     monkeypatch.setattr(t, "allowed", lambda action: action in ("stop",))  # the panel only asks
     view.refresh(t)
     assert flags(view) == (False, False, False, True) and view.optimizer.disabled and view.device.disabled
+
+
+def test_reinitialize_button_gives_fresh_weights_only_when_not_running(running):
+    t = running(optimizer="sgd", lr=0.01)
+    view = ControlsView(t)
+    view.refresh(t)
+    assert view.reinitialize_button.disabled                      # running: off
+    t.pause()
+    assert t.wait(5)
+    view.refresh(t)
+    assert not view.reinitialize_button.disabled
+    trained = [p.detach().clone() for p in t.model.parameters()]
+    view.reinitialize_button.click()
+    assert all(not torch.equal(a, b) for a, b in zip(trained, t.model.parameters()))
+    assert not t.optimizer.state
+    ev = [e for e in t.history.event_records if e["kind"] == "setting"][-1]
+    assert (ev["name"], ev["new"]) == ("weights", "reinitialized")
+    assert ev["message"] == "weights reinitialized: reset_parameters() of 2 layers, optimizer state cleared"
