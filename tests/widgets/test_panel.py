@@ -154,8 +154,9 @@ def test_panel_cpu_share_counts_only_running_time(make):
     assert wait_for(lambda: p.status.ui_share > 0.0, 10)
     t.stop()
     assert t.wait(10) and t.state == "stopped"
-    n = p.refreshes
-    assert wait_for(lambda: p.refreshes > n, 5)       # a turn that saw the stopped run
+    # a turn that saw the stopped run (the stop wakes the updater at once, often before wait() returns)
+    assert wait_for(lambda: "stopped" in p.status.state.value, 5)
+    time.sleep(0.3)
     share = p.status.ui_share
     assert 0.0 < share <= 1.0
     time.sleep(1.2)                                   # idle: the running value is kept
@@ -259,6 +260,27 @@ def test_controls_in_the_panel_reach_the_loop_and_errors_go_to_notices(make):
     assert any("no nn.Dropout layer" in m for _, m in p.status.messages)
     p.controls.stop_button.click()
     assert wait_for(lambda: t.state == "stopped", 1.0)
+
+
+def test_a_setting_applied_by_the_loop_shows_its_marker_at_once(make):
+    # trainer.set() from code: no click wakes the updater; the loop applying it does (before: the
+    # marker waited for the tab's next 1 Hz refresh, 0-1 s, and a slider's own wake often came
+    # before the loop had applied the setting)
+    t = Trainer(mlp(), loader(), epochs=1000, device="cpu", lr=0.01)
+    p = make(t, gradients=False, parameters=False)
+    applied = []
+    t.on("setting_changed", lambda _t, **info: applied.append(time.perf_counter()))
+    chart = p.views[0][1].loss
+    t.start()
+    assert wait_for(lambda: t.step > 5, 10)
+    delays = []
+    for i, lr in enumerate((0.02, 0.03, 0.04, 0.05, 0.06)):
+        time.sleep(0.37 * (i + 1) % 1.0)  # at different points of the tab's 1 s refresh period
+        t.set(lr=lr)
+        assert wait_for(lambda: any(x.endswith(f"\u2192{lr:g}") for x in chart.markers.texts), 2.0), chart.markers.texts
+        delays.append(time.perf_counter() - applied[-1])
+    assert max(delays) <= 0.25, delays  # measured 0.002-0.01 s; before the fix up to ~0.9 s
+    assert t.state == "running"
 
 
 def test_close_joins_within_a_second_and_training_continues(make):
