@@ -68,6 +68,9 @@ KNOWN: dict[str, MetricInfo] = {
     "mae": MetricInfo(label="MAE"),
     "mse": MetricInfo(label="MSE"),
     "rmse": MetricInfo(label="RMSE"),
+    # torchmetrics.MeanAbsolutePercentageError: lower is better, 0 to unbounded. Its values are
+    # fractions (0.05 means 5 %), not percent, so no "%" unit: a view adding the unit would show 0.05 %
+    "mape": MetricInfo(low=0.0, label="MAPE"),
     "loss": MetricInfo(label="loss"),
 }
 
