@@ -15,6 +15,8 @@ module                 when          what
                                      stats fetched with the losses at each flush)
 ``diagnose``           every batch   a non-finite loss (found at the flush): NaN/inf in the batch
                                      or a diverging run, the step, the fix
+``divergence``         every batch   a finite loss 1,000x over the run's starting level (host
+                                     numbers at the flush): rollback to weights in range
 ``vanishing``          periodic      vanishing gradients (every 5 gradient samples)
 =====================  ============  ==========================================================
 

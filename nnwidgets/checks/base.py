@@ -93,8 +93,7 @@ class BatchCheck(Protocol):
 def report(trainer: Any, finding: Finding | str, code: str | None = None, warn: bool = True) -> None:
     """Report a finding (or a ready message with its ``code``) through the one path:
     ``history.events`` → ``NOTICE`` (panel notices) → a :class:`CheckWarning` in a blocking
-    ``fit()`` (unless ``warn=False``: the first batch's notices, decisions such as the binary
-    threshold that every such run gets)."""
+    ``fit()``, where no panel shows it (``warn=False``: recorded and shown only)."""
     message = finding.message if isinstance(finding, Finding) else str(finding)
     code = finding.code if isinstance(finding, Finding) else code
     trainer._record("notice", name=code, message=message)

@@ -125,8 +125,8 @@ class Runner:
                                      prep.threshold)
         from ..checks.base import report
         from ..handlers import attach_run_handlers
-        for n in prep.notices:  # the first-batch checks' notices (recorded and shown, not warned)
-            report(t, n.message, n.code, warn=False)
+        for n in prep.notices:  # the first-batch checks' notices: the same path as every report
+            report(t, n.message, n.code)
         for n in attach_run_handlers(t, prep):
             t._record("notice", name=n.code, message=n.message)
 
