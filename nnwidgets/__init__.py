@@ -17,9 +17,10 @@ from typing import Any
 from .engine import STATES, Trainer
 from .engine.events import Event
 from .history import History
+from .checks.base import CheckWarning
 from .stats import gradient_stats, summary
 
-__all__ = ["Trainer", "History", "Event", "STATES", "summary", "gradient_stats", "load_checkpoint",
+__all__ = ["Trainer", "History", "Event", "STATES", "CheckWarning", "summary", "gradient_stats", "load_checkpoint",
            "TrainingPanel", "panel", "NetworkView", "DecisionBoundaryView", "check", "load_ipython_extension"]
 __version__ = "0.1.0"
 
