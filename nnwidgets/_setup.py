@@ -157,7 +157,7 @@ def prepare_first_batch(model: nn.Module, train_data: Any, device: torch.device,
     plan.inputs, plan.pick = inputs, pick
     plan.norms = [m for m in model.modules() if isinstance(m, BATCHNORM_TYPES)] or None
     width = data.output_width(output, y)
-    plan.guard = target_guard(task, loss_fn, y, plan.y_ops, width, loss_name(loss_fn), inferred)
+    plan.guard = target_guard(task, loss_fn, y, plan.y_ops, width, loss_name(loss_fn), inferred, device)
     notices += plan.notices
     scale = None
     if task == "regression":

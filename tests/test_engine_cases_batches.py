@@ -194,3 +194,20 @@ def test_a_broken_batch_still_buffered_when_the_run_is_stopped_fails_it(monkeypa
     assert t.state == "failed" and t.step == 9
     ref, _ = oracle(init, batches[:9], F.binary_cross_entropy_with_logits, 9, lr=0.1)
     assert same_params(model, ref)
+
+
+def test_int_labels_for_cross_entropy_on_cpu_cost_nothing_per_step_and_keep_the_message():
+    """PyTorch's CPU CrossEntropyLoss / NLLLoss check the label range themselves: the guard
+    does no per-step reduction there and reads the failing batch's range for the same text."""
+    y = torch.tensor(LABELS)
+    lazy = target_guard("multiclass", nn.CrossEntropyLoss(), y, (), 3, "CrossEntropyLoss", False, torch.device("cpu"))
+    assert lazy.lazy and lazy.stats(y, y) == ()
+    assert target_guard("multiclass", nn.NLLLoss(), y, (), 3, "NLLLoss", False, torch.device("cpu")).lazy
+    meta = torch.device("meta")  # any other device: the guard reduces per step
+    eager = target_guard("multiclass", nn.CrossEntropyLoss(), y, (), 3, "CrossEntropyLoss", False, meta)
+    assert not eager.lazy and len(eager.stats(y, y)) == 2
+    t = nw.Trainer(Echo(), [(LOGITS, y), (LOGITS, torch.tensor([0, 1, 2, 5]))], epochs=1, **CPU)
+    with pytest.raises(DataError, match=r"Class label 5 is out of range: the batch at epoch 0, step 1 has labels min 0, "
+                                        r"max 5, but the model outputs C=3 values"):
+        t.fit()
+    assert t._prepared.plan.guard.lazy and t.step == 1

@@ -18,7 +18,9 @@ would get, naming the batch (epoch, step), and the run fails: found at the batch
 (every step of the first ten, then the last batch of each ~0.1 s flush) it was never applied;
 found at an earlier, applied batch the weights go back to the last verified snapshot (as for a
 non-finite loss) and the message says so. On CPU a label beyond the output width already makes
-PyTorch raise inside the loss; that error is replaced by the same text. Limits: on CUDA such a
+PyTorch's ``CrossEntropyLoss`` / ``NLLLoss`` raise inside the loss: there the guard is *lazy*
+(no per-step reduction at all: int64 labels of the quickstart cost 0 us a step) and the range is
+read from the failing batch to replace that error by the same text. Limits: on CUDA such a
 label trips a device-side assert before the deferred check can speak; a negative label other than
 the loss's ``ignore_index`` hides behind an ``ignore_index`` in the same batch (only min/max are
 fetched); validation batches are not checked. The target's dtype is checked on the host (free).
@@ -95,6 +97,7 @@ class TargetGuard:
     ignore: int | None
     name: str
     inferred: bool = False
+    lazy: bool = False
 
     def stats(self, y_raw: torch.Tensor, y: torch.Tensor) -> tuple:
         """0-d device tensors describing one batch (no host sync); the hot path.
@@ -110,6 +113,8 @@ class TargetGuard:
         if y_raw.dtype is not self.dtype:
             self._dtype_changed(y_raw)
         kind = self.kind
+        if self.lazy:
+            return ()
         if y.numel() == 0:  # an empty batch: a row of NaN, which error() skips
             nan = torch.full((), math.nan, device=y.device)
             return (nan, nan) if kind == "labels" else (nan, nan, nan) if kind != "onehot" else (nan, nan, nan, 0)
@@ -172,6 +177,10 @@ class TargetGuard:
                 return i, err
         return None
 
+    def label_stats(self, y: torch.Tensor) -> tuple:
+        """``stats`` of a batch's labels ``y`` even when :attr:`lazy` (a host sync: error paths only)."""
+        return torch.aminmax(y) if self.kind == "labels" and y.numel() else ()
+
     def current_error(self, stats: tuple, epoch: int, step: int) -> DataError | None:
         """The error of the batch being trained (reads its stats: a host sync; for error paths)."""
         if not stats:
@@ -180,9 +189,10 @@ class TargetGuard:
 
 
 def target_guard(task: str, loss_fn, y: torch.Tensor, y_ops: tuple, width: int, name: str,
-                 inferred: bool) -> TargetGuard | None:
+                 inferred: bool, device: torch.device | None = None) -> TargetGuard | None:
     """The guard for a run's first target batch and its planned ops (None: nothing to check,
-    e.g. regression)."""
+    e.g. regression). ``device``: where training runs (CPU with ``CrossEntropyLoss`` /
+    ``NLLLoss`` and int64 labels: a :attr:`TargetGuard.lazy` guard, no per-step cost)."""
     ops = [op for op, _ in y_ops]
     if task == "multiclass":
         kind = "onehot" if "argmax" in ops else "float_labels" if y.is_floating_point() else "labels"
@@ -191,8 +201,10 @@ def target_guard(task: str, loss_fn, y: torch.Tensor, y_ops: tuple, width: int, 
     else:
         return None
     ignore = getattr(loss_fn, "ignore_index", None)
+    lazy = (kind == "labels" and device is not None and device.type == "cpu"
+            and isinstance(loss_fn, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)))
     return TargetGuard(kind, y.dtype, "to" in ops, width, ignore if isinstance(ignore, int) else None, name,
-                       inferred and y.is_floating_point())
+                       inferred and y.is_floating_point(), lazy)
 
 
 def fetch(losses: list, rows: list) -> tuple[np.ndarray, np.ndarray | None]:

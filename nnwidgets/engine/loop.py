@@ -177,7 +177,7 @@ class Loop:
                 loss = prep.loss_fn(out, y)
             except (IndexError, RuntimeError) as e:  # e.g. a label out of range (CPU): the first batch's error
                 guard = prep.plan.guard
-                err = guard.current_error(self.stats_now, t.epoch, t.step) if guard else None
+                err = guard.current_error(self.stats_now or guard.label_stats(y), t.epoch, t.step) if guard else None
                 if err is None:
                     raise
                 raise err from e
