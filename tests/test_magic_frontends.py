@@ -3,10 +3,7 @@ the run under nbclient (``nbconvert --execute``, papermill), which stops the ker
 last cell. See :mod:`nnwidgets._frontend` for how each is recognised."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import sys
 import threading
 
 import pytest
@@ -21,6 +18,8 @@ from nnwidgets import _frontend
 from nnwidgets._frontend import BATCH, LIVE, TEXT, front_end
 from nnwidgets._magic import DEFAULT_PANEL_NAME, WAIT_ENV
 from nnwidgets._text import TextReport, epoch_line
+
+from _notebooks import execute_notebook
 
 
 # ---------------------------------------------------------------- detection
@@ -164,20 +163,7 @@ def test_nbclient_runs_a_train_cell_to_completion_without_wait(tmp_path, monkeyp
     """``jupyter nbconvert --execute`` / papermill are nbclient: with no ``--wait`` and no
     ``NNWIDGETS_WAIT``, the cell waits and says why; in Voilà (its variables) and with
     ``NNWIDGETS_WAIT=0`` it returns while the run goes on."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    spec = tmp_path / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"],
-                                                  "display_name": "Python 3", "language": "python"}))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k not in (WAIT_ENV, *_frontend._VOILA_ENV, "SERVER_SOFTWARE")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, drop=(WAIT_ENV, *_frontend._VOILA_ENV, "SERVER_SOFTWARE"))
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "stream")
     assert re.search(r"^A completed 120 \['nbclient runs this notebook \(nbconvert --execute, papermill\): nothing "
                      r"can steer the run and the kernel stops after the last cell, so this cell waits for the run "

@@ -3,9 +3,6 @@ in the panel's display bundle once the run has ended, and in a notebook that nbc
 nbconvert turned into HTML."""
 from __future__ import annotations
 
-import json
-import os
-import sys
 
 import pytest
 import torch
@@ -15,6 +12,8 @@ import nnwidgets as nw
 from nnwidgets import _frontend
 from nnwidgets._magic import WAIT_ENV
 from nnwidgets._summary import summary_html, summary_text
+
+from _notebooks import execute_notebook
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -80,20 +79,8 @@ NOTEBOOK = [
 @pytest.mark.slow
 def test_nbconvert_html_of_an_executed_notebook_shows_the_summary(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     from nbconvert import HTMLExporter
-    spec = tmp_path / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"],
-                                                  "display_name": "Python 3", "language": "python"}))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k not in (WAIT_ENV, *_frontend._VOILA_ENV, "SERVER_SOFTWARE")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, drop=(WAIT_ENV, *_frontend._VOILA_ENV, "SERVER_SOFTWARE"))
     path = tmp_path / "run.ipynb"
     nbformat.write(nb, path)
     saved = nbformat.read(path, as_version=4)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import threading
@@ -16,6 +15,8 @@ from torch import nn
 from nnwidgets import Trainer
 from nnwidgets.widgets._thread_output import ThreadRouter, route_current_thread, routed_threads, \
     unroute_current_thread
+
+from _notebooks import execute_notebook
 
 
 def test_a_routed_thread_prints_and_warns_into_its_sink_only(capsys):
@@ -105,21 +106,7 @@ NOTEBOOK = [
 
 @pytest.mark.slow
 def test_in_a_real_kernel_thread_output_stays_out_of_later_cells(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    spec = tmp_path / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"],
-                                                  "display_name": "Python 3", "language": "python"}))
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOILA_")}
-    env.update(OMP_NUM_THREADS="1", NNWIDGETS_WAIT="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, NNWIDGETS_WAIT="0")
 
     def text(cell):
         return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
