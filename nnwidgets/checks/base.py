@@ -26,6 +26,8 @@ A new periodic or epoch-end check is one file in this package with a :class:`Che
 """
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -98,7 +100,16 @@ def report(trainer: Any, finding: Finding | str, code: str | None = None, warn: 
     code = finding.code if isinstance(finding, Finding) else code
     trainer._record("notice", name=code, message=message)
     if warn and trainer._control.active and not trainer._control.background:
-        warnings.warn(message, CheckWarning, stacklevel=2)
+        warnings.warn(message, CheckWarning, stacklevel=_user_level())
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` that names the user's line (e.g. ``trainer.fit()``), not nnwidgets' own."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(2), 2  # level 1 is report() itself
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Check:
