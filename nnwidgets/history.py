@@ -61,6 +61,8 @@ class History:
         self._grad_n = 0
         self._grad_layers: list[str] = []
         self._last_histogram: tuple[np.ndarray, np.ndarray, int] | None = None
+        self._grad_total = 0    # gradient samples ever recorded (a reader's cursor compares it)
+        self._truncations = 0   # rollbacks that removed rows (a reader's cursor compares it)
         self._lock = threading.Lock()  # guards the small list/array swaps, never the hot path
 
     # ---------------------------------------------------------------- writing
@@ -93,12 +95,16 @@ class History:
 
     def truncate_steps(self, n_steps: int) -> None:
         """Forget steps from ``n_steps`` on (used when a run rolls back to verified weights)."""
+        shrinks = int(n_steps) < self._n
         self._n = min(self._n, max(0, int(n_steps)))
+        self._truncations += shrinks  # after the rows go: a reader that sees the count sees them gone
 
     def truncate_epochs(self, n_epochs: int) -> None:
         """Forget epoch records from ``n_epochs`` on (a rollback into an earlier epoch)."""
         with self._lock:
+            shrinks = int(n_epochs) < len(self._epochs)
             self._epochs = self._epochs[:max(0, int(n_epochs))]
+            self._truncations += shrinks
 
     def append_epoch(self, row: dict[str, Any]) -> None:
         """Append one epoch record (plain Python numbers only)."""
@@ -136,6 +142,7 @@ class History:
             self._grad_norms[m] = norms
             self._grad_steps[m] = int(step)
             self._grad_n = m + 1
+            self._grad_total += 1
             if hist is not None:
                 self._last_histogram = (np.asarray(edges), np.asarray(hist, dtype=np.float32), int(step))
 
@@ -144,6 +151,16 @@ class History:
     def n_steps(self) -> int:
         """Number of recorded optimizer steps."""
         return self._n
+
+    @property
+    def truncations(self) -> int:
+        """Number of rollbacks that removed step or epoch rows (readers notice one by it)."""
+        return self._truncations
+
+    @property
+    def gradient_samples(self) -> int:
+        """Number of gradient samples ever recorded (grows by one per sample, O(1))."""
+        return self._grad_total
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Snapshot of the step columns as numpy arrays (``step`` is ``arange(n)``)."""

@@ -158,7 +158,9 @@ class EventMarkers:
         lines (bq.Lines); labels, labels_end (bq.Label, text right / left of its line): the
             marks; ``marks`` is all three, for a Figure.
         steps (list[int]), texts (list[str]), kinds (list[str]): every marker so far.
-        n_events: number of event records read.
+
+    Which events are new is the chart's :class:`~nnwidgets.widgets._cursor.Cursor`'s business:
+    :meth:`update` gets only those (all of them after :meth:`reset`).
     """
 
     def __init__(self, x_scale: bq.Scale, max_markers: int = 100, max_labels: int = 3) -> None:
@@ -177,7 +179,6 @@ class EventMarkers:
 
     def reset(self) -> None:
         """Remove all markers."""
-        self.n_events = 0
         self._repeats = 1
         self.steps: list[int] = []
         self.texts: list[str] = []
@@ -185,10 +186,9 @@ class EventMarkers:
         self._sides: list[str] | None = None
         self._send()
 
-    def update(self, events: list[dict]) -> None:
-        """Read the event records from index ``n_events`` on and redraw if any is marked."""
-        new = events[self.n_events:]
-        self.n_events = len(events)
+    def update(self, new: list[dict]) -> None:
+        """Add the markers of the event records ``new`` (those not given before) and redraw if
+        any is marked."""
         added = False
         for ev in new:
             text = event_label(ev)

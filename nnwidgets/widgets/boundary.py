@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..events import Event
+from ._cursor import Mark
 
 __all__ = ["DecisionBoundaryView", "MAX_GRID", "class_legend_html", "training_points"]
 
@@ -127,6 +128,8 @@ class DecisionBoundaryView:
         >>> view = DecisionBoundaryView(trainer, X, y)   # doctest: +SKIP
         >>> view.widget                                  # doctest: +SKIP
     """
+
+    title = "Decision boundary"
 
     def __init__(self, trainer: Any, X: Any, y: Any = None, *, grid: int = 80, margin: float = 0.1,
                  interval_s: float = MIN_INTERVAL_S, max_points: int = 2000,
@@ -242,12 +245,13 @@ class DecisionBoundaryView:
         self._evaluate(trainer)
 
     # ------------------------------------------------------------------ drawing (updater thread)
-    def refresh(self, trainer: Any, force: bool = False) -> None:
+    def refresh(self, trainer: Any, force: bool = False, *, mark: Mark | None = None) -> None:
         """Draw the newest evaluated grid, at most once per ``interval_s``; never runs the model.
 
         Args:
             trainer: the Trainer (unused beyond the stored result; kept for the view contract).
             force: draw even if the last draw is younger than ``interval_s``.
+            mark: the panel's :class:`~nnwidgets.widgets._cursor.Mark` (not needed here).
         """
         now = time.monotonic()
         if not force and now - self._last_draw < self.interval_s:

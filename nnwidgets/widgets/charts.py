@@ -6,12 +6,13 @@ validation numbers at ``x = epoch_records[i]["step"]`` (the updates done when th
 ended), and an event at ``x = event["step"]`` (a setting change at ``x = 6`` acts from the
 update of step 6 on; a non-finite loss at ``x = 2`` is the loss of step 2).
 
-Cost per refresh is O(1) in the run length: only the losses added since the last refresh are
-read (``History.loss_since``), the per-step series go through
+Cost per refresh is O(1) in the run length: each chart keeps a
+:class:`~nnwidgets.widgets._cursor.Cursor`, so only the losses, epoch records and events added
+since its last refresh are read (``History.loss_since``), the per-step series go through
 :class:`~nnwidgets.widgets._decimate.MinMaxDecimator`, every line holds ≤ ``max_points``
 float32 points, x and y of a mark are set together under ``hold_sync()``, and a mark whose
-data did not change is not sent again. A refresh in which ``n_steps``, the number of epoch
-records and the number of events are unchanged does nothing.
+data did not change is not sent again. A refresh in which the cursor finds nothing new does
+nothing; one after a rollback (rows removed) or with another History redraws from the start.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..metrics import MetricInfo, metric_info
+from ._cursor import Cursor, Mark
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
 from ._marks import EventMarkers, chart_figure, hover_tooltip, legend_html, set_lines, set_step_ticks, set_xy
 
@@ -71,6 +73,8 @@ class LossChart:
         >>> display(chart.widget)                          # doctest: +SKIP
     """
 
+    title = "Loss"
+
     def __init__(self, *, max_points: int = 800, tail: int = 300, smooth_points: int = 300,
                  epoch_points: int = 200, max_markers: int = 50, log_floor: float = 1e-8,
                  height: str = "320px") -> None:
@@ -114,7 +118,7 @@ class LossChart:
     def reset(self) -> None:
         """Forget the run shown (the next refresh reads the history from the start)."""
         with self._lock:
-            self._history, self._n, self._n_epochs = None, 0, 0
+            self.cursor = Cursor()
             self._dec.reset()
             self._val_x: list[float] = []
             self._val_y: list[float] = []
@@ -123,36 +127,35 @@ class LossChart:
             for mark in (self.raw, self.smooth, self.val):
                 set_xy(mark, np.zeros(0, np.float32), np.zeros(0, np.float32))
 
-    def refresh(self, trainer: Any) -> None:
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
         """Bring the chart up to date with ``trainer.history`` (any object with a ``history``).
 
-        Reads only what was appended since the last call; a new History object resets the
-        chart, and a history that shrank (a rollback) is re-read from the start.
+        Reads only what was appended since the last call (``mark``: the panel's
+        :class:`~nnwidgets.widgets._cursor.Mark` of this refresh; by hand, the history as it
+        stands); a new History object or a rollback (rows removed) redraws from the start.
         """
-        h = trainer.history
         with self._lock:
-            if h is not self._history or h.n_steps < self._n:
+            ch = self.cursor.advance(mark if mark is not None else trainer.history)
+            if ch.reset:
                 self.reset()
-                self._history = h
-            n, records, events = h.n_steps, h.epoch_records, h.event_records
-            if n != self._n:
-                new = h.loss_since(self._n)
-                self._dec.extend(new)
-                self._n += len(new)
+                self.cursor.seen = ch.now
+            now = ch.now
+            if ch.new_steps:
+                start = ch.steps_from
+                self._dec.extend(now.history.loss_since(start)[:now.n_steps - start])
                 self._send_steps()
-            if len(records) != self._n_epochs:
-                for r in records[self._n_epochs:]:
+            new = ch.new_epochs
+            if new:
+                for r in new:
                     v = r.get("val_loss")
                     if v is not None and math.isfinite(v):
                         self._val_x.append(float(r["step"]))
                         self._val_y.append(float(v))
-                self._n_epochs = len(records)
                 x, y = stride_decimate(np.asarray(self._val_x, np.float32), np.asarray(self._val_y, np.float32),
                                        self.epoch_points)
                 self._send("val", x, y)
-            if len(events) != self.markers.n_events:
-                self.markers.update(events)
-            self.markers.set_range(n)
+            self.markers.update(now.events if ch.reset else ch.new_events)
+            self.markers.set_range(now.n_steps)
 
     def _send_steps(self) -> None:
         self._send("raw", *self._dec.points())
@@ -220,6 +223,8 @@ class MetricChart:
         >>> chart.series("val_accuracy")                     # (x, y) float32 as sent  # doctest: +SKIP
     """
 
+    title = "Metrics"
+
     def __init__(self, *, max_points: int = 200, max_markers: int = 50, height: str = "280px") -> None:
         self.max_points = int(max_points)
         self.x_scale = bq.LinearScale()
@@ -246,7 +251,7 @@ class MetricChart:
 
     def reset(self) -> None:
         """Forget the run shown: empty lines, hidden y axes, no markers."""
-        self._history, self._n_epochs = None, 0
+        self.cursor = Cursor()
         self._infos: dict[str, MetricInfo] = {}
         self.keys: list[str] = []
         self._rows: dict[tuple[str, bool], list[str]] = {k: [] for k in self.marks}
@@ -309,15 +314,15 @@ class MetricChart:
             self.value_axis.label = ", ".join(self._info(b).label for b in right)
             self.value_axis.visible = bool(right)
 
-    def refresh(self, trainer: Any) -> None:
-        """Add the epoch records and events that appeared since the last call."""
-        h = trainer.history
-        if h is not self._history:
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Add the epoch records and events that appeared since the last call (``mark``: as for
+        :meth:`LossChart.refresh`); a new History or a rollback redraws from the start."""
+        ch = self.cursor.advance(mark if mark is not None else trainer.history)
+        if ch.reset:
             self.reset()
-            self._history = h
-        records, events = h.epoch_records, h.event_records
-        if len(records) != self._n_epochs:
-            new = records[self._n_epochs:]
+            self.cursor.seen = ch.now
+        new = ch.new_epochs
+        if new:
             if not self.keys:
                 self._assign([k for k, v in new[0].items() if k not in _NOT_METRICS and isinstance(v, (int, float))],
                              getattr(trainer, "metric_info", {}))
@@ -327,11 +332,9 @@ class MetricChart:
                     v = r.get(key)
                     ok = isinstance(v, (int, float)) and math.isfinite(v)
                     ys.append(self._info(key).clip(float(v)) if ok else math.nan)
-            self._n_epochs = len(records)
             self._send()
-        if len(events) != self.markers.n_events:
-            self.markers.update(events)
-        self.markers.set_range(h.n_steps)
+        self.markers.update(ch.now.events if ch.reset else ch.new_events)
+        self.markers.set_range(ch.now.n_steps)
 
     def _send(self) -> None:
         n = len(self._x)
@@ -356,17 +359,21 @@ class TrainingCharts:
         loss, metrics: the two charts; widget: ``VBox`` of both.
     """
 
+    title = "Training charts"
+
     def __init__(self, *, loss_kwargs: dict | None = None, metric_kwargs: dict | None = None) -> None:
         self.loss = LossChart(**(loss_kwargs or {}))
         self.metrics = MetricChart(**(metric_kwargs or {}))
         self.widget = widgets.VBox([self.loss.widget, self.metrics.widget])
 
-    def refresh(self, trainer: Any) -> None:
-        """Refresh both charts (see :meth:`LossChart.refresh`). Both step axes span ``[0, n_steps]``
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Refresh both charts with one :class:`~nnwidgets.widgets._cursor.Mark` (``mark``, or the
+        history's now; see :meth:`LossChart.refresh`). Both step axes span ``[0, n_steps]``
         (the newest epoch record sits at ``x = n_steps``), so markers line up in the two charts."""
-        self.loss.refresh(trainer)
-        self.metrics.refresh(trainer)
-        last = float(max(trainer.history.n_steps, 1))
+        mark = mark if mark is not None else Mark.of(trainer.history)
+        self.loss.refresh(trainer, mark)
+        self.metrics.refresh(trainer, mark)
+        last = float(max(mark.n_steps, 1))
         for scale in (self.loss.x_scale, self.metrics.x_scale):
             if scale.min != 0.0 or scale.max != last:
                 with scale.hold_sync():

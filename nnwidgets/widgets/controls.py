@@ -29,6 +29,7 @@ import torch
 from .._names import OPTIMIZER_LABELS
 from ..engine.control import ACTIONS
 from ..hyperparams import dropout_modules
+from ._cursor import Mark
 
 __all__ = ["ControlsView", "available_devices", "log_range", "OPTIMIZER_CHOICES", "BUTTON_STATES", "LOG_STEP"]
 
@@ -100,6 +101,8 @@ class ControlsView:
         >>> view = ControlsView(trainer)          # doctest: +SKIP
         >>> view.lr.value = 0.05                  # same as trainer.set(lr=0.05)  # doctest: +SKIP
     """
+
+    title = "Controls"
 
     def __init__(self, trainer: Any, notify: Callable[[str], None] | None = None,
                  on_action: Callable[[], None] | None = None) -> None:
@@ -232,8 +235,9 @@ class ControlsView:
             self._seen.pop("device", None)
 
     # ---------------------------------------------------------------- following the Trainer
-    def refresh(self, trainer: Any) -> None:
-        """Enable/disable by state; move a widget only where the Trainer's value changed."""
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Enable/disable by state; move a widget only where the Trainer's value changed
+        (``mark``, the panel's :class:`~nnwidgets.widgets._cursor.Mark`, is not needed here)."""
         state = trainer.state
         for button, action in zip((self.start_button, self.pause_button, self.step_button, self.stop_button), _BUTTONS):
             button.disabled = self.superseded or not trainer.allowed(action)

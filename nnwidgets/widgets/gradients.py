@@ -17,6 +17,7 @@ from torch import nn
 
 from ..checks.vanishing import layer_messages
 from ..stats import activation_after
+from ._cursor import Cursor, Mark
 from ._decimate import stride_decimate
 from ._marks import set_lines
 
@@ -83,7 +84,10 @@ class GradientView:
         color_key (widgets.HTML): the heat map's colour key (:func:`color_key_html`).
         lines (bq.Lines), heatmap (bq.GridHeatMap), flags (widgets.HTML).
         flagged (list[str]): the current ``flag_vanishing`` messages.
+        cursor: the view's :class:`~nnwidgets.widgets._cursor.Cursor` (new gradient samples).
     """
+
+    title = "Gradients"
 
     def __init__(self, *, ratio: float = 1e-4, max_points: int = 2000, max_values: int = 3000,
                  max_bytes: int = 12_000, height: str = "300px", hist_height: str = "300px") -> None:
@@ -119,7 +123,8 @@ class GradientView:
 
     def reset(self) -> None:
         """Forget the run shown."""
-        self._key: tuple = ()
+        self.cursor = Cursor()
+        self._labels_key: tuple | None = None  # (layers, frozen layers) whose labels were sent
         self._model: nn.Module | None = None
         self._modules: dict[str, nn.Module] = {}
         self._acts: dict[str, str] = {}
@@ -133,23 +138,26 @@ class GradientView:
             out.append(f"{name or '(model)'} ({kind}){' frozen' if fz else ''}")
         return out
 
-    def refresh(self, trainer: Any) -> None:
-        """Redraw from ``trainer.history`` and ``trainer.model`` if a new gradient sample, a
-        new histogram or a freeze change appeared since the last call; otherwise do nothing."""
-        h, model = trainer.history, trainer.model
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Redraw from ``trainer.history`` and ``trainer.model`` if the cursor finds a new
+        gradient sample (a histogram comes with one) or another History, or the frozen layers
+        changed since the last call; otherwise do nothing (no copy of the samples is read).
+        ``mark``: the panel's :class:`~nnwidgets.widgets._cursor.Mark` of this refresh."""
+        ch = self.cursor.advance(mark if mark is not None else trainer.history)
+        model = trainer.model
         if model is not self._model:
             self._model = model
             self._modules = dict(model.named_modules())
             self._acts = activation_after(model)
+        frozen_names = tuple(name for name, m in self._modules.items() if _is_frozen(m))
+        if not ch.new_gradients and self._labels_key is not None and frozen_names == self._labels_key[1]:
+            return
+        h = ch.now.history
         steps, layers, norms = h.gradient_norms()
         last = h.last_histogram()
-        frozen_names = tuple(name for name, m in self._modules.items() if _is_frozen(m))
         frozen = [name in frozen_names for name in layers]
-        key = (id(h), len(steps), tuple(layers), frozen_names, None if last is None else last[3])
-        if key == self._key:
-            return
-        labels_changed = key[2:4] != self._key[2:4]
-        self._key = key
+        labels_changed = (tuple(layers), frozen_names) != self._labels_key
+        self._labels_key = (tuple(layers), frozen_names)
         labels = self._labels(layers, frozen)
         # float32 values this update may send (x + y of the norm lines, the heat map's colours)
         label_bytes = 2 * len(json.dumps(labels)) + 12 * len(labels) if labels_changed else 0

@@ -29,6 +29,7 @@ import anywidget
 import traitlets
 
 from .._graph import extract, layer_state, sample
+from ._cursor import Mark
 
 __all__ = ["NetworkView", "NetworkWidget", "esm_path"]
 
@@ -94,6 +95,8 @@ class NetworkView:
         >>> view.widget                     # doctest: +SKIP
     """
 
+    title = "Network"
+
     def __init__(self, trainer: Any, *, max_neurons: int = 32, max_edges: int = 1024, example: Any = None,
                  interval_s: float = MIN_INTERVAL_S) -> None:
         if not interval_s >= MIN_INTERVAL_S:
@@ -113,12 +116,13 @@ class NetworkView:
         self.widget.structure = dict(self.graph.structure)
         self.refresh(trainer, force=True)
 
-    def refresh(self, trainer: Any, force: bool = False) -> None:
+    def refresh(self, trainer: Any, force: bool = False, *, mark: Mark | None = None) -> None:
         """Send the current weights and layer state, at most once per ``interval_s``.
 
         Args:
             trainer: the Trainer (its model, history, step and epoch are read).
             force: update even if the last update is younger than ``interval_s``.
+            mark: the panel's :class:`~nnwidgets.widgets._cursor.Mark` (not needed here).
         """
         now = time.monotonic()
         if not force and now - self._last_t < self.interval_s:

@@ -6,8 +6,11 @@ Layout (an ``ipywidgets.VBox``, usable in any layout and in Voilà)::
     status     state · progress · steps/s · ETA · overhead · notices and errors
     Tab        Training charts | Gradients | Parameters | Network | Decision boundary
 
-Each tab is a view (``.widget`` to show, ``refresh(trainer)`` to update); ``panel.views`` is the
-list of ``(title, view)`` and :meth:`TrainingPanel.add_tab` appends one. The Network tab is added
+Each tab is a view (:mod:`~nnwidgets.widgets.view`: ``.widget`` to show, ``refresh(trainer)`` to
+update, optionally taking the refresh's ``mark=``); ``panel.views`` is the list of ``(title,
+view)`` and :meth:`TrainingPanel.add_tab` appends one, checked. Each refresh takes ONE
+:class:`~nnwidgets.widgets._cursor.Mark` of the history (on the updater thread) and hands it to
+every view it refreshes; each view's cursor turns it into what is new for that view. The Network tab is added
 for every model, the Decision boundary tab when the training features have 2 columns.
 
 The updater thread (a daemon, started by the constructor) calls ``refresh`` of the status and the
@@ -53,7 +56,9 @@ from .network import NetworkView
 from .parameters import ParametersView
 from .presence import Presence
 from .status import StatusView
+from ._cursor import Mark
 from ._thread_output import route_current_thread, unroute_current_thread
+from .view import ViewInfo, check_view, refresh_view
 
 __all__ = ["TrainingPanel", "panel", "MIN_INTERVAL_S", "VIEW_INTERVAL_S", "IDLE_INTERVAL_S", "PAUSE_UNSEEN_S",
            "in_voila"]
@@ -149,11 +154,14 @@ class TrainingPanel(w.VBox):
         self.update_interval_s, self.view_interval_s = float(update_interval_s), float(view_interval_s)
         self.refreshes = 0
         self.views: list[tuple[str, Any]] = []
+        self._infos: dict[int, ViewInfo] = {}  # id(view) -> how to refresh it (check_view)
         self._failed_views: set[tuple[str, str]] = set()
         self._closed, self._wake, self._urgent = threading.Event(), threading.Event(), threading.Event()
         self._shares: collections.deque = collections.deque()
         self.status = StatusView(trainer)
         self.controls = ControlsView(trainer, notify=self.status.log, on_action=self._wake.set)
+        for view in (self.status, self.controls):
+            self._infos[id(view)] = check_view(view)
         self.tab = w.Tab()
         self.presence = None if self.pause_unseen_s is None else Presence(min(5.0, self.pause_unseen_s / 4))
         self._paused_for: float | None = None
@@ -210,7 +218,16 @@ class TrainingPanel(w.VBox):
 
     def add_tab(self, title: str, view: Any) -> None:
         """Append a tab showing ``view.widget``; ``view.refresh(trainer)`` is then called by the
-        updater thread like the built-in views."""
+        updater thread like the built-in views (with ``mark=`` when ``refresh`` takes it; while
+        the tab is shown, or always when ``view.refresh_hidden`` is true). See
+        :mod:`nnwidgets.widgets.view`.
+
+        Raises:
+            TypeError: ``view`` is not a view (no ``.widget`` widget or no ``refresh(trainer)``);
+                the message names what is missing.
+        """
+        info = check_view(view)
+        self._infos[id(view)] = info
         self.views.append((title, view))
         self.tab.children = [v.widget for _, v in self.views]
         for i, (t, _) in enumerate(self.views):
@@ -337,18 +354,31 @@ class TrainingPanel(w.VBox):
         i = self.tab.selected_index
         return [self.views[i]] if i is not None and 0 <= i < len(self.views) else []
 
+    def _views_to_refresh(self) -> list[tuple[str, Any]]:
+        """The tab shown, and every other view that asked for ``refresh_hidden``."""
+        shown = self.visible_views()
+        return [(t, v) for t, v in self.views
+                if any(v is s for _, s in shown) or self._info(v).refresh_hidden]
+
+    def _info(self, view: Any) -> ViewInfo:
+        info = self._infos.get(id(view))
+        if info is None:  # put into self.views without add_tab
+            info = self._infos[id(view)] = check_view(view)
+        return info
+
     def refresh(self, every_tab: bool = False, views: bool = True) -> None:
         """Refresh the status, the controls and the tab shown (the updater thread calls this;
         safe to call by hand). Hidden tabs cost nothing: a tab catches up from the history when
         it is selected (the selection wakes the updater). ``every_tab=True`` refreshes all tabs,
         ``views=False`` none."""
         t = self.trainer
-        views = (self.views if every_tab else self.visible_views()) if views else []
+        views = (self.views if every_tab else self._views_to_refresh()) if views else []
+        mark = Mark.of(t.history)  # once per refresh, shared by every view refreshed now
         with self.hold_sync():
             for title, view in [("Status", self.status), ("Controls", self.controls)] + views:
                 try:
                     with view.widget.hold_sync():
-                        view.refresh(t)
+                        refresh_view(view, self._info(view), t, mark)
                 except Exception as e:  # noqa: BLE001 - one broken view must not stop the others
                     self._log_once(title, e)
         self.refreshes += 1

@@ -22,6 +22,7 @@ import ipywidgets as w
 from torch import nn
 
 from ..stats import summary
+from ._cursor import Mark
 
 __all__ = ["ParametersView"]
 
@@ -59,6 +60,8 @@ class ParametersView:
         >>> view.freeze_boxes["0"].value = True        # trainer.freeze("0", True)  # doctest: +SKIP
     """
 
+    title = "Parameters"
+
     def __init__(self, trainer: Any, notify: Callable[[str], None] | None = None) -> None:
         self.trainer = trainer
         self._notify = notify or (lambda message: None)
@@ -77,8 +80,9 @@ class ParametersView:
     def _model_signature(model: nn.Module) -> tuple:
         return tuple((p.requires_grad, nn.parameter.is_lazy(p)) for p in model.parameters())
 
-    def refresh(self, trainer: Any) -> None:
-        """Recompute the table when the parameters' frozen/materialised state changed."""
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Recompute the table when the parameters' frozen/materialised state changed (``mark``,
+        the panel's :class:`~nnwidgets.widgets._cursor.Mark`, is not needed here)."""
         sig = self._model_signature(trainer.model)
         if sig == self._signature:
             return

@@ -44,6 +44,8 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
+from ._cursor import Cursor, Mark
+
 __all__ = ["StatusView", "NOTICE_KINDS", "epoch_shown", "format_duration", "validating"]
 
 NOTICE_KINDS = ("notice", "error", "nonfinite")
@@ -103,6 +105,8 @@ class StatusView:
         steps_per_s, eta_s: the last computed values (``None`` when unknown).
     """
 
+    title = "Status"
+
     def __init__(self, trainer: Any, max_notices: int = 50) -> None:
         self.max_notices = int(max_notices)
         self.ui_share = 0.0
@@ -111,10 +115,9 @@ class StatusView:
         self._lock = threading.Lock()
         self._items: list[tuple[str, str]] = []  # (kind, text) in arrival order
         self._added = 0  # entries ever added (the box is rebuilt when it changes)
-        self._n_events = 0
+        self.cursor = Cursor()  # what of the history this view has read
         self._shown_items = -1
         self._samples: collections.deque = collections.deque()
-        self._loss_key: tuple = ()
         self._loss_text = ""
         self.state = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
@@ -145,20 +148,24 @@ class StatusView:
         with self._lock:
             return list(reversed(self._items))
 
-    def refresh(self, trainer: Any) -> None:
-        """Read the trainer and history; rebuild the notices box only when entries were added."""
+    def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
+        """Read the trainer and history; rebuild the notices box only when entries were added.
+
+        ``mark``: the panel's :class:`~nnwidgets.widgets._cursor.Mark` of this refresh (by
+        hand: the history as it stands); the view's cursor says which events are new."""
+        ch = self.cursor.advance(mark if mark is not None else trainer.history)
         state = trainer.state
         color = _STATE_COLORS.get(state, "#333333")
         shown = "validating" if state == "running" and getattr(trainer, "phase", None) == "validating" else state
         self.state.value = f'<b style="color:{color}">{html.escape(shown)}</b>'
-        self._progress(trainer, state)
-        events = trainer.history.event_records
-        self._events(events)
+        self._progress(trainer, state, ch)
+        events = ch.now.events
+        self._events(ch.new_events)
         self._halted(trainer, state, events)
-        self._failure(trainer, state)
+        self._failure(trainer, state, events)
 
     # ---------------------------------------------------------------- pieces
-    def _rate(self, trainer: Any, state: str) -> float | None:
+    def _rate(self, trainer: Any, state: str, epochs: list[dict]) -> float | None:
         now, step = time.perf_counter(), trainer.step
         if state != "running":
             self._samples.clear()
@@ -169,12 +176,11 @@ class StatusView:
         t0, s0 = self._samples[0]
         if now - t0 > 0.1 and step > s0:
             return (step - s0) / (now - t0)
-        epochs = trainer.history.epoch_records
         if epochs and epochs[-1].get("time_s"):
             return epochs[-1]["step"] / epochs[-1]["time_s"]
         return None
 
-    def _progress(self, trainer: Any, state: str) -> None:
+    def _progress(self, trainer: Any, state: str, ch: Any) -> None:
         spe, target, step, epoch = trainer.steps_per_epoch, trainer.target_epochs, trainer.step, trainer.epoch
         if spe:
             total, done = max(1, spe * target), min(step, spe * target)
@@ -183,10 +189,10 @@ class StatusView:
         with self.progress.hold_sync():
             self.progress.max = total
             self.progress.value = done
-        rate = self._rate(trainer, state)
+        rate = self._rate(trainer, state, ch.now.epochs)
         self.steps_per_s = rate
         self.eta_s = (spe * target - step) / rate if rate and spe else None
-        parts = self._numbers(trainer) + validating(trainer, state) + [
+        parts = self._numbers(ch) + validating(trainer, state) + [
             f"epoch {epoch_shown(epoch, target)}/{target}", f"step {step:,}" + (f"/{spe * target:,}" if spe else "")]
         if rate:
             parts.append(f"{rate:,.1f} steps/s")
@@ -198,14 +204,13 @@ class StatusView:
             parts.append(f"overhead {100 * speed.overhead:.1f} % (alone ~{speed.alone_steps_per_s:,.0f} steps/s{threads})")
         self.info.value = html.escape(" · ".join(parts))
 
-    def _numbers(self, trainer: Any) -> list[str]:
-        """``["train loss 0.231", "val loss 0.245", "val accuracy 0.967"]`` (those known)."""
-        h = trainer.history
-        n, records = h.n_steps, h.epoch_records
-        key = (id(h), n, len(records))
-        if key != self._loss_key:
-            self._loss_key = key
-            recent = h.loss_since(max(0, n - LOSS_WINDOW))
+    def _numbers(self, ch: Any) -> list[str]:
+        """``["train loss 0.231", "val loss 0.245", "val accuracy 0.967"]`` (those known),
+        recomputed only when the cursor's :class:`~nnwidgets.widgets._cursor.Changes` ``ch``
+        has new steps or epochs (or a reset)."""
+        n, records = ch.now.n_steps, ch.now.epochs
+        if ch.new_steps or ch.new_epochs or ch.reset:
+            recent = ch.now.history.loss_since(max(0, n - LOSS_WINDOW))[:min(n, LOSS_WINDOW)]
             recent = recent[np.isfinite(recent)]
             parts = [f"train loss {float(recent.mean()):.3g}"] if len(recent) else []
             last = records[-1] if records else {}
@@ -220,11 +225,10 @@ class StatusView:
         return [self._loss_text] if self._loss_text else []
 
     def _events(self, events: list[dict]) -> None:
-        if len(events) != self._n_events:
-            if len(events) < self._n_events:  # a new History (checkpoint load)
-                self._n_events = 0
-            new = [(e["kind"], self._event_text(e)) for e in events[self._n_events:] if e["kind"] in NOTICE_KINDS]
-            self._n_events = len(events)
+        """Add the notices among ``events`` (those new to this view) and rebuild the box if
+        entries were added."""
+        if events:
+            new = [(e["kind"], self._event_text(e)) for e in events if e["kind"] in NOTICE_KINDS]
             with self._lock:
                 self._items.extend(new)
                 self._added += len(new)
@@ -255,12 +259,12 @@ class StatusView:
         if self.halted.value != value:
             self.halted.value = value
 
-    def _failure(self, trainer: Any, state: str) -> None:
+    def _failure(self, trainer: Any, state: str, events: list[dict]) -> None:
         if state != "failed":
             if self.failure.value:
                 self.failure.value = ""
             return
-        errors = [e for e in trainer.history.event_records[-20:] if e["kind"] == "error"]
+        errors = [e for e in events[-20:] if e["kind"] == "error"]
         if errors:
             message = errors[-1]["message"]
         else:

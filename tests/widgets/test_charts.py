@@ -399,8 +399,7 @@ def test_repeated_paused_markers_are_one_marker_with_a_count():
     events = [ev(2, "state", "paused")] + [ev(s, "state", "paused") for s in (3, 4, 5, 6)]
     m.update(events)
     assert (m.steps, m.texts) == ([6], ["paused \u00d75"])
-    events += [ev(6, "setting", "lr", old=0.01, new=0.1), ev(9, "state", "paused")]
-    m.update(events)
+    m.update([ev(6, "setting", "lr", old=0.01, new=0.1), ev(9, "state", "paused")])  # only the new ones
     assert m.texts == ["paused \u00d75", "lr 0.01\u21920.1", "paused"] and m.steps == [6, 6, 9]
 
 
