@@ -376,12 +376,14 @@ class MetricChart:
                 if a < lo:
                     a, b = lo, min(hi, b + (lo - a))
                 lo, hi = a, b
-        if self.score_scale.min != lo or self.score_scale.max != hi:
-            with self.score_scale.hold_sync():
-                self.score_scale.min, self.score_scale.max = lo, hi
+        # the format first: bqplot's front end (0.13) redraws the ticks on a domain change, not on
+        # a tick_format change, so a format sent after the domain showed only one change later
         fmt = score_tick_format(hi - lo)
         if self.score_axis.tick_format != fmt:
             self.score_axis.tick_format = fmt
+        if self.score_scale.min != lo or self.score_scale.max != hi:
+            with self.score_scale.hold_sync():
+                self.score_scale.min, self.score_scale.max = lo, hi
 
     def refresh(self, trainer: Any) -> None:
         """Add the epoch records and events that appeared since the last call."""
