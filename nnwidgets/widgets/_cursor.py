@@ -57,21 +57,17 @@ class Mark:
     epochs: list
     events: list
     gradient_samples: int
+    n_epochs: int
+    n_events: int
 
     @classmethod
     def of(cls, history: Any) -> "Mark":
-        """The mark of ``history`` now (O(1): a few counters and two list references)."""
+        """The mark of ``history`` now (O(1): a few counters and two list references; the
+        counts are taken now, so a list that grows in place later does not move the mark)."""
         truncations = int(getattr(history, "truncations", 0))  # first: see Mark.truncations
-        return cls(history, truncations, int(history.n_steps), history.epoch_records, history.event_records,
-                   int(getattr(history, "gradient_samples", 0)))
-
-    @property
-    def n_epochs(self) -> int:
-        return len(self.epochs)
-
-    @property
-    def n_events(self) -> int:
-        return len(self.events)
+        epochs, events = history.epoch_records, history.event_records
+        return cls(history, truncations, int(history.n_steps), epochs, events,
+                   int(getattr(history, "gradient_samples", 0)), len(epochs), len(events))
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,12 +126,12 @@ class Changes:
     @property
     def new_epochs(self) -> list:
         """Epoch records not yet read (all of them on reset)."""
-        return self.now.epochs[self.epochs_from:]
+        return self.now.epochs[self.epochs_from:self.now.n_epochs]
 
     @property
     def new_events(self) -> list:
         """Events not yet read (see ``events_from``)."""
-        return self.now.events[self.events_from:]
+        return self.now.events[self.events_from:self.now.n_events]
 
     @property
     def new_gradients(self) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 from ..metrics import MetricInfo, metric_info
 from ._cursor import Cursor, Mark
 from ._decimate import MinMaxDecimator, ema, smoothing_alpha, stride_decimate
+from .download import HistoryDownload
 from ._marks import EventMarkers, chart_figure, hover_tooltip, legend_html, set_lines, set_step_ticks, set_xy
 
 __all__ = ["LossChart", "MetricChart", "TrainingCharts"]
@@ -35,6 +36,10 @@ _BLUE, _ORANGE = "#1f77b4", "#ff7f0e"
 _COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 _Y_LABEL_OFFSET = "50px"  # the y-axis title beyond tick labels such as "0.500" (bqplot's default overlapped them)
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
+# the loss chart's smoothing picker: (label, EMA span in steps); 0 = auto (~2 % of the run), 1 = none
+SMOOTHING_OPTIONS = [("auto (2 % of run)", 0), ("none", 1), ("5 steps", 5), ("20 steps", 20),
+                     ("100 steps", 100), ("500 steps", 500)]
+_ZOOM_PAD = 0.05  # the metric chart's "zoom to data": 5 % of the data range above and below
 
 
 class LossChart:
@@ -84,7 +89,8 @@ class LossChart:
         self.x_scale = bq.LinearScale()
         # both loss scales and both loss axes exist from the start; the toggle swaps them
         self._y_scales = {False: bq.LinearScale(), True: bq.LogScale()}
-        self._y_axes = {log: bq.Axis(scale=scale, side="left", label="loss", tick_format=".3g",
+        # ".3~g": ticks 1.1, 0.9, 0.05 (".3g" printed "1.10" above "0.900")
+        self._y_axes = {log: bq.Axis(scale=scale, side="left", label="loss", tick_format=".3~g",
                                   label_offset=_Y_LABEL_OFFSET)
                         for log, scale in self._y_scales.items()}
         self.y_scale: bq.Scale = self._y_scales[False]
@@ -110,7 +116,11 @@ class LossChart:
         self.log_toggle = widgets.ToggleButton(value=False, description="log scale", icon="line-chart",
                                                tooltip="Loss axis on a log scale")
         self.log_toggle.observe(self._on_log, "value")
-        self.widget = widgets.VBox([widgets.HBox([self.log_toggle, self.legend], layout=widgets.Layout(
+        self.smoothing = widgets.Dropdown(options=SMOOTHING_OPTIONS, value=0, description="smoothing",
+                                          layout=widgets.Layout(width="260px"),
+                                          style={"description_width": "initial"})
+        self.smoothing.observe(self._on_smoothing, "value")
+        self.widget = widgets.VBox([widgets.HBox([self.log_toggle, self.smoothing, self.legend], layout=widgets.Layout(
             flex_flow="row wrap", align_items="center", grid_gap="4px 16px")), self.figure])
         self._lock = threading.RLock()  # refresh (updater thread) vs. toggle (kernel thread)
         self.reset()
@@ -160,8 +170,20 @@ class LossChart:
     def _send_steps(self) -> None:
         self._send("raw", *self._dec.points())
         mx, mean, count = self._dec.means()
-        sm = ema(mean, count, smoothing_alpha(self._dec.n)).astype(np.float32)
+        sm = ema(mean, count, self.smoothing_alpha()).astype(np.float32)
         self._send("smooth", *stride_decimate(mx.astype(np.float32), sm, self.smooth_points))
+
+    def smoothing_alpha(self) -> float:
+        """EMA factor of the smoothed line: the ``smoothing`` picker's span ``s`` steps gives
+        ``2 / (s + 1)``; ``0`` (auto) :func:`~nnwidgets.widgets._decimate.smoothing_alpha` of the
+        run length; ``1`` (none) is 1.0 (the line follows the per-step losses)."""
+        span = int(self.smoothing.value)
+        return smoothing_alpha(self._dec.n) if span == 0 else 2.0 / (span + 1.0)
+
+    def _on_smoothing(self, change: dict) -> None:
+        with self._lock:
+            if self._dec.n:
+                self._send_steps()
 
     def _send(self, name: str, x: np.ndarray, y: np.ndarray) -> None:
         """Set ``x``/``y`` of mark ``name`` together, clipping y to ``log_floor`` on a log axis."""
@@ -188,6 +210,15 @@ class LossChart:
                 self.figure.axes = [self.x_axis, self.y_axis]
                 for name, (x, y) in list(self._sent.items()):
                     self._send(name, x, y)
+
+
+def score_tick_format(span: float) -> str:
+    """d3 format of the score axis for a window ``span`` tall: 2 decimals down to a 0.2 span,
+    then one more per decade (a 0.95-1.0 window has ticks 0.005 apart: ``.3f``, never the
+    "0.99 0.99 0.98" that ``.2f`` gave)."""
+    if not span > 0 or span >= 0.2:
+        return ".2f"
+    return f".{min(6, 2 + math.ceil(math.log10(0.2 / span)))}f"
 
 
 class MetricChart:
@@ -246,7 +277,12 @@ class MetricChart:
         self.figure = chart_figure([*self.marks.values(), *self.markers.marks],
                                    [self.x_axis, self.score_axis, self.value_axis], "Metrics", height)
         self.legend = widgets.HTML()
-        self.widget = widgets.VBox([self.legend, self.figure])
+        self.zoom_toggle = widgets.ToggleButton(value=False, description="zoom to data", icon="search-plus",
+                                                tooltip="Left axis from the lowest to the highest value shown "
+                                                        "instead of the metric's whole range (e.g. 0-1)")
+        self.zoom_toggle.observe(lambda change: self._fit_score_axis(), "value")
+        self.widget = widgets.VBox([widgets.HBox([self.zoom_toggle, self.legend], layout=widgets.Layout(
+            flex_flow="row wrap", align_items="center", grid_gap="4px 16px")), self.figure])
         self.reset()
 
     def reset(self) -> None:
@@ -259,7 +295,8 @@ class MetricChart:
         self._y: dict[str, list[float]] = {}
         self._sent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.markers.reset()
-        self.score_scale.min = 0.0
+        self._score_range = (0.0, 1.0)
+        self._fit_score_axis()
         for mark in self.marks.values():
             set_xy(mark, np.zeros(0, np.float32), np.zeros(0, np.float32))
             mark.labels = []
@@ -291,7 +328,8 @@ class MetricChart:
         self._infos = {b: infos.get(b) or metric_info(b) for b in bases}
         lows = [self._info(b).low for b in bases if self._bounded(b)]
         if lows:
-            self.score_scale.min = min(0.0, *lows)
+            self._score_range = (min(0.0, *lows), self._score_range[1])
+            self._fit_score_axis()
         for key in keys:
             axis = "score" if self._bounded(key.removeprefix("val_")) else "value"
             self._rows[axis, key.startswith("val_")].append(key)
@@ -301,9 +339,8 @@ class MetricChart:
                 self.marks[slot].labels = [k.replace("_", " ") for k in rows]
                 if len(rows) == 1:  # the hover value names its metric ("val accuracy 0.9531")
                     self.marks[slot].tooltip.labels = ["step", rows[0].replace("_", " ")]
-                self.marks[slot].colors = [_COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)]
-                                           for k in rows] or [_COLORS[0]]
-        self.legend.value = legend_html([(k.replace("_", " "), _COLORS[bases.index(k.removeprefix("val_")) % len(_COLORS)],
+                self.marks[slot].colors = [self.color(k) for k in rows] or [_COLORS[0]]
+        self.legend.value = legend_html([(k.replace("_", " "), self.color(k),
                                           "dashed" if k.startswith("val_") else "solid") for k in keys])
         left = [b for b in bases if self._bounded(b)]
         right = [b for b in bases if not self._bounded(b)]
@@ -313,6 +350,45 @@ class MetricChart:
         with self.value_axis.hold_sync():
             self.value_axis.label = ", ".join(self._info(b).label for b in right)
             self.value_axis.visible = bool(right)
+
+    def color(self, key: str) -> str:
+        """CSS colour of metric ``key``'s line: with one metric, train blue and validation orange
+        (as on the loss chart, and as in TensorBoard's and livelossplot's two-run plots); with
+        several, one colour per metric, its validation twin dashed in the same colour."""
+        bases = list(self._infos)
+        base = key.removeprefix("val_")
+        if len(bases) == 1:
+            return _ORANGE if key.startswith("val_") else _BLUE
+        return _COLORS[bases.index(base) % len(_COLORS)]
+
+    def _fit_score_axis(self) -> None:
+        """Set the left (score) axis: the metric's whole range (``[low, high]``, e.g. 0-1), or with
+        ``zoom_toggle`` on, the finite values sent padded by 5 % of their spread (at least 0.01
+        in all), shifted back inside the whole range where the padding crosses one of its ends
+        (accuracies at 1.0: the window ends at 1.0 and keeps its height)."""
+        lo, hi = self._score_range
+        if self.zoom_toggle.value:
+            ys = [y for slot in (("score", False), ("score", True)) for k in self._rows.get(slot, ())
+                  if k in self._sent for y in self._sent[k][1]]
+            ys = np.asarray(ys, np.float64)
+            ys = ys[np.isfinite(ys)]
+            if ys.size:
+                a, b = float(ys.min()), float(ys.max())
+                pad = max((b - a) * _ZOOM_PAD, (0.01 - (b - a)) / 2, 0.0)
+                a, b = a - pad, b + pad
+                if b > hi:          # past an end of the range: shift the window back inside
+                    a, b = a - (b - hi), hi
+                if a < lo:
+                    a, b = lo, min(hi, b + (lo - a))
+                lo, hi = a, b
+        # the format first: bqplot's front end (0.13) redraws the ticks on a domain change, not on
+        # a tick_format change, so a format sent after the domain showed only one change later
+        fmt = score_tick_format(hi - lo)
+        if self.score_axis.tick_format != fmt:
+            self.score_axis.tick_format = fmt
+        if self.score_scale.min != lo or self.score_scale.max != hi:
+            with self.score_scale.hold_sync():
+                self.score_scale.min, self.score_scale.max = lo, hi
 
     def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
         """Add the epoch records and events that appeared since the last call (``mark``: as for
@@ -347,6 +423,8 @@ class MetricChart:
             for key, row in zip(rows, y):
                 self._sent[key] = (x, row)
             set_lines(self.marks[slot], x, y)
+        if self.zoom_toggle.value:
+            self._fit_score_axis()
 
 
 class TrainingCharts:
@@ -356,7 +434,8 @@ class TrainingCharts:
         loss_kwargs, metric_kwargs: keyword arguments of the two charts.
 
     Attributes:
-        loss, metrics: the two charts; widget: ``VBox`` of both.
+        loss, metrics: the two charts; download: :class:`~nnwidgets.widgets.download.HistoryDownload`
+            (CSV links of the history shown); widget: ``VBox`` of the three.
     """
 
     title = "Training charts"
@@ -364,7 +443,8 @@ class TrainingCharts:
     def __init__(self, *, loss_kwargs: dict | None = None, metric_kwargs: dict | None = None) -> None:
         self.loss = LossChart(**(loss_kwargs or {}))
         self.metrics = MetricChart(**(metric_kwargs or {}))
-        self.widget = widgets.VBox([self.loss.widget, self.metrics.widget])
+        self.download = HistoryDownload(lambda: self.loss.cursor.seen.history if self.loss.cursor.seen else None)
+        self.widget = widgets.VBox([self.loss.widget, self.metrics.widget, self.download.widget])
 
     def refresh(self, trainer: Any, mark: Mark | None = None) -> None:
         """Refresh both charts with one :class:`~nnwidgets.widgets._cursor.Mark` (``mark``, or the

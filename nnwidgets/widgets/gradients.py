@@ -102,7 +102,8 @@ class GradientView:
         self.norm_figure = bq.Figure(
             marks=[self.lines], title="Gradient norm per layer", legend_location="top-right", fig_margin=margin,
             axes=[bq.Axis(scale=xs, label="step", tick_format="d"),
-                  bq.Axis(scale=ys, side="left", label="‖g‖₂", tick_format=".0e")], layout=layout)
+                  bq.Axis(scale=ys, side="left", label="‖g‖₂", tick_format=".0e",
+                          label_offset="45px")], layout=layout)
         rows, cols = bq.OrdinalScale(reverse=True), bq.LinearScale()  # first layer on top
         colors = bq.ColorScale(colors=list(_HEAT_COLORS), min=0.0, max=1.0)
         self.heatmap = bq.GridHeatMap(color=None, scales={"row": rows, "column": cols,
