@@ -43,3 +43,9 @@ def test_in_range_is_what_a_rollback_may_return_to():
     assert not w.in_range(np.array([0.5, IN_RANGE * 1.01]))
     assert not w.in_range(np.array([0.5, np.nan]))
     assert w.first_diverged(np.array([0.5, np.nan, 1e9])) is None  # non-finite first: reported as such
+
+
+def test_a_blow_up_judged_within_the_first_window_is_described_against_that_window():
+    w = DivergenceWatch()  # no level yet: the window's first loss is the level
+    assert w.first_diverged(np.array([1.1, 2.4e8])) == 1
+    assert w.describe(2.4e8) == "2.4e+08, 2.2e+08x its starting level 1.1"

@@ -422,3 +422,17 @@ def test_c28_history_flushes_far_fewer_than_steps():
     assert len(flushes) <= 10 + 5 + 1.5 * wall / t.flush_interval_s     # warm-up + epoch end + ~10 Hz
     steps, _, _ = t.history.gradient_norms()
     assert 0 < len(steps) < 2000 / 5                                  # gradient statistics sampled
+
+
+def test_a_blow_up_at_step_1_of_a_fresh_trainer_is_caught_not_crashed():
+    """lr 1e3 on a classifier: the loss goes 1.1 -> 5.8e3 at step 1, before any starting level
+    was stored; the message compares it with the loss of step 0."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    t = nw.Trainer(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), [(x, y)] * 4, epochs=3, lr=1e3,
+                   momentum=0.9, **CPU)
+    with pytest.warns(RuntimeWarning, match=r"loss diverged at step 1 \(epoch 0\): [\d.e+]+, [\d.e+]+x its starting "
+                                            r"level [\d.]+, with learning rate 1000"):
+        t.fit()
+    assert t.state == "paused" and t.error is None and t.step == 0

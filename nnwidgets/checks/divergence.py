@@ -45,6 +45,7 @@ class DivergenceWatch:
     def __init__(self) -> None:
         self._first: list[float] = []
         self.start: float | None = None
+        self._judged_by: float | None = None  # the level the last blow-up was judged against
 
     def observe(self, values: np.ndarray) -> None:
         """Add committed step losses (a 1-d float array) to the starting level until it holds
@@ -72,6 +73,7 @@ class DivergenceWatch:
             if not math.isfinite(v):
                 return None  # a non-finite loss comes first: reported as such
             if start is not None and v > FACTOR * start:
+                self._judged_by = start
                 return i
             if start is None and v > 0:
                 start = v
@@ -86,5 +88,10 @@ class DivergenceWatch:
         return math.isfinite(top) and top <= IN_RANGE * self.start
 
     def describe(self, value: float) -> str:
-        """``"1.27e+12, 5.9e+07x its starting level 2.16e+04"`` for a diverged ``value``."""
-        return f"{value:.3g}, {value / self.start:.2g}x its starting level {self.start:.3g}"
+        """``"1.27e+12, 5.9e+07x its starting level 2.16e+04"`` for a ``value`` that
+        :meth:`first_diverged` found (judged against the level it used: the first losses of the
+        same window when no level was known yet)."""
+        start = self._judged_by if self._judged_by is not None else self.start
+        if start is None:
+            return f"{value:.3g}"
+        return f"{value:.3g}, {value / start:.2g}x its starting level {start:.3g}"
