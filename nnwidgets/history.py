@@ -216,7 +216,11 @@ class History:
 
     @property
     def epochs(self) -> pd.DataFrame:
-        """One row per epoch: epoch, step, loss, metrics, val_loss, val_ metrics, time_s."""
+        """One row per epoch: epoch, step, loss, metrics, val_loss, val_ metrics, lr, time_s
+        (before the first epoch ends: no rows, with the columns every run has, so
+        ``history.epochs[["epoch", "loss"]]`` works after a run that failed early)."""
+        if not self._epochs:
+            return pd.DataFrame(columns=["epoch", "step", "loss", "lr", "time_s"])
         return pd.DataFrame(self._epochs)
 
     @property

@@ -174,3 +174,10 @@ def test_readers_never_see_unwritten_rows_while_the_writer_grows_the_columns():
 
 def test_repr_names_the_counts():
     assert repr(_small()) == "History(steps=3, epochs=2, events=2, last epoch loss=0.7)"
+
+
+def test_epochs_before_the_first_epoch_has_the_columns_every_run_has():
+    from nnwidgets.history import History
+    e = History().epochs
+    assert e.empty and list(e.columns) == ["epoch", "step", "loss", "lr", "time_s"]
+    assert e[["epoch", "loss"]].empty
