@@ -209,3 +209,23 @@ def test_string_labels_stop_with_a_fix_that_works(data):
     cat_codes = torch.tensor(SPECIES["species"].astype("category").cat.codes.values).long()
     assert codes.tolist() == [0, 1, 2, 0] and cat_codes.tolist() == [0, 2, 1, 0]
     assert fit_one(Echo(), [(LOGITS, codes)]).state == "completed"
+
+
+@pytest.mark.parametrize("y, match, code", [
+    (torch.randint(0, 3, (8, 1, 1)), r"Targets torch\.int64 \[8, 1, 1\] look like class labels, but labels for an "
+                                     r"output \[8, 3\] must be shaped \[8\] \(or \[8, 1\]\)\. Fix: y = y\.reshape\(8\)",
+     "label_shape"),
+    (torch.eye(4)[torch.arange(8) % 4], r"Targets \[8, 4\] look one-hot over 4 classes, but the model outputs 3 values "
+                                        r"per sample\. Make the last layer output 4", "onehot_width"),
+    (torch.arange(8).float() % 3 + 0.5, r"Targets torch\.float32 \[8\] fit no task for an output \[8, 3\]",
+     "target_form"),
+])
+def test_targets_that_fit_no_task_say_what_they_look_like_instead_of_naming_mseloss(y, match, code):
+    """No loss given: these used to be taken for regression and fail with "MSELoss needs a
+    target shaped like the output", a loss the user never chose."""
+    import nnwidgets as nw
+    from nnwidgets.data import DataError
+    t = nw.Trainer(torch.nn.Linear(4, 3), [(torch.randn(8, 4), y)], epochs=1, device="cpu")
+    with pytest.raises(DataError, match=match) as info:
+        t.fit()
+    assert info.value.code == code and "MSELoss" not in str(info.value)

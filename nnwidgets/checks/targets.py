@@ -75,6 +75,26 @@ def _whole(y: torch.Tensor) -> bool:
     return not y.is_floating_point() or bool((y == y.round()).all())
 
 
+def _neither_error(output: torch.Tensor, y: torch.Tensor, width: int) -> DataError:
+    """Targets that fit no task for an output of ``width`` values per sample (no loss given):
+    not labels of the right shape, not one-hot rows of the right width, not regression targets
+    shaped like the output. Says which they look like, and the fix."""
+    n, labels = output.shape[0], [output.shape[0]]
+    rows = y.dim() == 2 and y.shape[0] == n and y.numel() > 0
+    if rows and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all()):
+        return DataError(f"Targets {_shape(y)} look one-hot over {y.shape[1]} classes, but the model outputs {width} "
+                         f"values per sample. Make the last layer output {y.shape[1]} (nn.Linear(..., {y.shape[1]})), "
+                         f"or fix the encoding to {width} columns.", "onehot_width")
+    if _whole(y) and y.numel() == n:
+        return DataError(f"Targets {y.dtype} {_shape(y)} look like class labels, but labels for an output "
+                         f"{_shape(output)} must be shaped {labels} (or [{n}, 1]). Fix: y = y.reshape({n}) "
+                         f"(for classes 0..{width - 1}).", "label_shape")
+    return DataError(f"Targets {y.dtype} {_shape(y)} fit no task for an output {_shape(output)}: class labels are "
+                     f"whole numbers shaped {labels}, one-hot rows are 0/1 shaped {_shape(output)}, regression "
+                     f"targets are shaped like the output. For classes: y = y.round().long() if they are labels; for "
+                     f"regression: one output per target (nn.Linear(..., 1)); or pass task=... / a loss.", "target_form")
+
+
 def resolve_task(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor) -> tuple[str, list[Notice]]:
     """Decide whether the run is multiclass, binary or regression.
 
@@ -95,7 +115,10 @@ def resolve_task(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor) -> t
 
     Raises:
         DataError: ``unknown_task`` for another task name; ``task_loss_mismatch``
-            when ``task`` contradicts the loss.
+            when ``task`` contradicts the loss; with no loss and ``C > 1`` outputs, targets
+            that fit no task: ``onehot_width`` (one-hot rows of another width), ``label_shape``
+            (whole-number labels of another shape), ``target_form`` (anything else not shaped
+            like the output).
 
     Example:
         >>> resolve_task("auto", None, torch.zeros(4, 3), torch.tensor([0, 2, 1, 1]))[0]
@@ -130,6 +153,8 @@ def resolve_task(task: str, loss_fn, output: torch.Tensor, y: torch.Tensor) -> t
                                  "task='regression' (or loss='mse'). Every batch is checked: a later target "
                                  "other than 0 or 1 stops the run.")]
     else:
+        if width > 1 and output.dim() == 2 and y.shape != output.shape and not y.is_complex():
+            raise _neither_error(output, y, width)
         task, why = "regression", f"targets {y.dtype} with values beyond 0/1 or not labels -> MSELoss"
     return task, [Notice("task_inferred", f"Treating this run as {task} ({why}). "
                                           "Pass task=... or a loss to override.")]
