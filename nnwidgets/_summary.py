@@ -48,10 +48,24 @@ def _error(trainer: Any) -> str | None:
     return f"{type(trainer.error).__name__}: {trainer.error}" if getattr(trainer, "error", None) else None
 
 
-def summary_text(trainer: Any) -> str:
-    """One line: state, epoch/step and the last epoch's numbers (and the error of a failed run)."""
+MAX_NOTES = 12  # notices listed in a static summary (the newest)
+
+
+def _notes(trainer: Any, extra: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """``(kind, message)`` of what the run said, oldest first: its notices and non-finite /
+    diverged pauses from the history, then ``extra`` (e.g. the training thread's output that
+    the panel caught); the newest :data:`MAX_NOTES`."""
+    said = [(str(e.get("kind")), str(e.get("message", ""))) for e in trainer.history.event_records
+            if e.get("kind") in ("notice", "nonfinite") and e.get("message")]
+    return (said + list(extra or []))[-MAX_NOTES:]
+
+
+def summary_text(trainer: Any, extra: list[tuple[str, str]] | None = None) -> str:
+    """State, epoch/step and the last epoch's numbers, the error of a failed run, then what the
+    run said (:func:`_notes`), one line each."""
     err = _error(trainer) if trainer.state == "failed" else None
-    return _headline(trainer) + (f"\nerror: {err}" if err else "")
+    lines = [_headline(trainer)] + ([f"error: {err}"] if err else [])
+    return "\n".join(lines + [f"{kind}: {msg}" for kind, msg in _notes(trainer, extra)])
 
 
 def _svg(trainer: Any) -> str:
@@ -105,12 +119,17 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="nnwidgets-epochs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def summary_html(trainer: Any) -> str:
-    """The static summary: headline, the error of a failed run, the loss SVG, the epoch table."""
+def summary_html(trainer: Any, extra: list[tuple[str, str]] | None = None) -> str:
+    """The static summary: headline, the error of a failed run, what the run said (notices,
+    pauses, ``extra`` output), the loss SVG, the epoch table. Every text is escaped."""
     err = _error(trainer) if trainer.state == "failed" else None
     parts = ['<div class="nnwidgets-summary">', f"<p><b>{html.escape(_headline(trainer))}</b></p>"]
     if err:
         parts.append(f'<p style="color:#d62728">error: {html.escape(err)}</p>')
+    notes = _notes(trainer, extra)
+    if notes:
+        parts.append('<ul class="nnwidgets-notes">' + "".join(
+            f'<li><b>{html.escape(kind)}</b>: {html.escape(msg)}</li>' for kind, msg in notes) + "</ul>")
     parts += [_svg(trainer), _table(trainer.history.epoch_records),
               "<p><i>Static summary saved with the notebook; the live panel needs a running kernel.</i></p>",
               "</div>"]

@@ -92,3 +92,21 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_summary(tmp_path, monk
     assert "nnwidgets run completed: epoch 3/3, step 12" in body
     assert body.count('<table class="nnwidgets-epochs">') == 1 and "<svg" in body
     assert "TrainingPanel(children" not in body
+
+
+def test_a_paused_run_says_why_and_what_the_training_thread_printed():
+    x = torch.randn(16, 3)
+    x[13] = float("nan")  # in the second batch (a NaN in the first stops before step 0)
+    t = nw.Trainer(nn.Linear(3, 2), [(x[:8], (x[:8, 0] > 0).long()), (x[8:], (x[8:, 0] > 0).long())], epochs=3,
+                   device="cpu")
+    with pytest.warns(RuntimeWarning):
+        t.fit()
+    assert t.state == "paused"
+    text = summary_text(t, [("output", "said <b>in</b> forward")])
+    lines = text.splitlines()
+    assert lines[0].startswith("nnwidgets run paused: epoch 0/3, step 1")
+    assert any(line.startswith("nonfinite: loss became nan at step 1 (epoch 0) because the batch at step 1 has 3 NaN")
+               for line in lines), lines
+    assert lines[-1] == "output: said <b>in</b> forward"
+    page = summary_html(t, [("output", "said <b>in</b> forward")])
+    assert "<li><b>output</b>: said &lt;b&gt;in&lt;/b&gt; forward</li>" in page and "loss became nan" in page

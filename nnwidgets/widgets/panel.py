@@ -214,7 +214,8 @@ class TrainingPanel(w.VBox):
         puts it in place of the panel's output when nbclient ran the cell (nobody can steer,
         and a saved widget would need its JavaScript to render)."""
         from .._summary import summary_html, summary_text
-        return {"text/html": summary_html(self.trainer), "text/plain": summary_text(self.trainer)}
+        caught = [(k, m) for k, m in reversed(self.status.messages) if k in ("output", "warning")]  # oldest first
+        return {"text/html": summary_html(self.trainer, caught), "text/plain": summary_text(self.trainer, caught)}
 
     def add_tab(self, title: str, view: Any) -> None:
         """Append a tab showing ``view.widget``; ``view.refresh(trainer)`` is then called by the
