@@ -18,6 +18,7 @@ error of torch or the operating system is kept as its ``__cause__``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import uuid
@@ -116,6 +117,11 @@ def _read_error(path: str, e: BaseException) -> CheckpointError:
                                f"{os.getcwd()})")
     if isinstance(e, OSError):
         return CheckpointError(f"cannot load {path}: the file cannot be read ({_first_line(e)})")
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        start = f.read(4)
+        if start and start != _ZIP_MAGIC and not start.startswith(b"\x80"):  # neither zip nor pickle: not
+            return CheckpointError(f"cannot load {path}: it is not a PyTorch file ({_first_line(e)}); pass a "
+                                   "checkpoint written by trainer.save(path)")  # a checkpoint, never "unsafe"
     if isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower():
         return CheckpointError(
             f"{path} cannot be loaded safely: it holds Python objects that torch.load(weights_only=True) "

@@ -317,3 +317,13 @@ def test_restoring_a_checkpoint_changes_the_state_through_run_control(tmp_path):
     fresh.on("state_changed", lambda trainer, old, new: seen.append((old, new)))
     restore(fresh, load_checkpoint(path, model=fresh.model), path)
     assert seen == [("idle", "completed")] and fresh.state == "completed" and fresh.epoch == 2
+
+
+def test_a_file_that_is_no_checkpoint_is_named_so_never_with_unsafe_loading_advice(tmp_path):
+    import nnwidgets as nw
+    from nnwidgets.checkpoint import CheckpointError
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"garbage" * 50)
+    with pytest.raises(CheckpointError, match=r"garbage\.pt: it is not a PyTorch file \(") as info:
+        nw.Trainer.load(str(path), torch.nn.Linear(2, 2), [(torch.zeros(2, 2), torch.zeros(2).long())])
+    assert "weights_only=False" not in str(info.value)
