@@ -56,9 +56,14 @@ def check_scheduler(scheduler: Any, interval: str | None, optimizer: torch.optim
                          "is not possible for it. Leave scheduler_interval='auto'.")
     bound = getattr(scheduler, "optimizer", optimizer)
     if bound is not optimizer:
-        raise ValueError(f"{type(scheduler).__name__} is bound to another optimizer ({type(bound).__name__}) than "
-                         f"the one the Trainer steps ({type(optimizer).__name__}), so its lr changes would never "
-                         "reach training. Pass that optimizer too: Trainer(..., optimizer=opt, scheduler=sched).")
+        what = (f"another {type(bound).__name__} instance than the one the Trainer steps"
+                if type(bound) is type(optimizer) else
+                f"another optimizer ({type(bound).__name__}) than the one the Trainer steps "
+                f"({type(optimizer).__name__})")
+        raise ValueError(f"{type(scheduler).__name__} is bound to {what}, so its lr changes would never reach "
+                         "training (the Trainer builds its own optimizer unless given one). Pass optimizer=that "
+                         "instance (Trainer(..., optimizer=opt, scheduler=sched)), or build the scheduler on "
+                         "trainer.optimizer.")
 
 
 def _decide(scheduler: Any, interval: str | None, steps_per_epoch: int | None, epochs: int) -> tuple[str, str]:

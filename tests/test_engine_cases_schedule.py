@@ -98,6 +98,13 @@ def test_c31_bad_scheduler_settings_stop_when_the_trainer_is_built():
     with pytest.raises(ValueError, match=r"StepLR is bound to another optimizer \(SGD\) than the one the Trainer "
                                          r"steps \(Adam\).*optimizer=opt, scheduler=sched"):
         nw.Trainer(model, BATCHES, optimizer="adam", scheduler=sched.StepLR(opt, 1), **CPU)
+    # the same class on both sides: the message names the instance, not "SGD ... (SGD)"
+    with pytest.raises(ValueError) as err:
+        nw.Trainer(model, BATCHES, lr=0.1, scheduler=sched.StepLR(opt, 1), **CPU)   # the Trainer builds its own SGD
+    said = str(err.value)
+    assert said.startswith("StepLR is bound to another SGD instance than the one the Trainer steps, so its lr "
+                           "changes would never reach training (the Trainer builds its own optimizer")
+    assert "optimizer=that instance" in said and "trainer.optimizer" in said and "(SGD)" not in said
 
 
 # ---------------------------------------------------------------- ReduceLROnPlateau
