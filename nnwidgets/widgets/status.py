@@ -52,10 +52,19 @@ NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
 LOSS_WINDOW = 50
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
-_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
+_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020",
+           "diverged": "#b00020", "panel": "#555555"}
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
                 "Fix the cause, then press Start to continue from there.")
+
+
+def _label(event: dict) -> str:
+    """The bold word of a notices entry: the event kind, but ``diverged`` for a finite blow-up
+    (kind ``nonfinite``, ``new="diverged"``)."""
+    if event["kind"] == "nonfinite" and event.get("new") == "diverged":
+        return "diverged"
+    return event["kind"]
 
 
 def epoch_shown(epoch: int, target: int) -> int:
@@ -228,7 +237,7 @@ class StatusView:
         """Add the notices among ``events`` (those new to this view) and rebuild the box if
         entries were added."""
         if events:
-            new = [(e["kind"], self._event_text(e)) for e in events if e["kind"] in NOTICE_KINDS]
+            new = [(_label(e), self._event_text(e)) for e in events if e["kind"] in NOTICE_KINDS]
             with self._lock:
                 self._items.extend(new)
                 self._added += len(new)
@@ -244,7 +253,13 @@ class StatusView:
 
     @staticmethod
     def _event_text(event: dict) -> str:
-        return f"(epoch {event['epoch']}, step {event['step']}) {event['message'] or event['name']}"
+        """The entry's text: a ``nonfinite`` event's message names the step where the loss broke
+        (the event itself is recorded at the step the run went back to, so no prefix there);
+        other entries say when they were recorded."""
+        text = event["message"] or event["name"]
+        if event["kind"] == "nonfinite":
+            return text
+        return f"(epoch {event['epoch']}, step {event['step']}) {text}"
 
     def _halted(self, trainer: Any, state: str, events: list[dict]) -> None:
         text = ""

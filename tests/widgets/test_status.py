@@ -144,3 +144,26 @@ def test_validating_is_read_only_when_the_engine_has_it():
     t.state = "paused"  # paused between batches: the state says paused
     view.refresh(t)
     assert "validating" not in view.info.value and ">paused</b>" in view.state.value
+
+
+def _blow_up():
+    torch.manual_seed(0)
+    X = torch.randn(64, 8) * 50.0
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    return Trainer(model, [(X, X.sum(1, keepdim=True))] * 4, lr=0.1, momentum=0.9, epochs=10, device="cpu")
+
+
+def test_a_divergence_is_labelled_diverged_with_its_step_in_the_message_only():
+    """The notices read "nonfinite (epoch 0, step 0) loss diverged at step 1 ...": the kind,
+    and the step the run went back to beside the step where it blew up."""
+    t = _blow_up()
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        t.fit()
+    (ev,) = [e for e in t.history.event_records if e["kind"] == "nonfinite"]
+    assert (ev["new"], ev["step"]) == ("diverged", 0)             # the event keeps its kind; recorded at step 0
+    view = StatusView(t)
+    (kind, text), = [m for m in view.messages if m[0] in ("diverged", "nonfinite")]
+    assert kind == "diverged" and text == ev["message"]
+    assert text.startswith("loss diverged at step 1 (epoch 0): 1.27e+12") and "(epoch 0, step 0)" not in text
+    assert '<b>diverged</b> loss diverged at step 1 (epoch 0)' in view.notices.value
+
