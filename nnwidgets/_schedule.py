@@ -14,8 +14,14 @@ The rule (case C31), decided once before step 1 and announced with a ``scheduler
 
 A per-step scheduler is stepped right after ``optimizer.step()`` (one Python call, no host
 sync); the learning rate each step used is recorded for the history, so the lr chart shows what
-was really used. A per-step scheduler that reaches its last step (``OneCycleLR.total_steps``)
-is no longer stepped: the lr stays at its final value instead of the run failing.
+was really used.
+
+A ``OneCycleLR`` whose ``total_steps`` is smaller than the run (steps per epoch x epochs) is an
+error before step 1, naming both numbers and the fix (plain PyTorch raises "Tried to step N
+times" when it runs out; before, the run went on silently at the cycle's final lr, ~0). Where the
+run grows past the cycle later (epochs added to a run in progress or to a finished one), the
+scheduler is no longer stepped once it reaches its last step: the lr stays at its final value and
+a ``scheduler_ended`` notice says so, once.
 """
 from __future__ import annotations
 
@@ -56,9 +62,14 @@ def check_scheduler(scheduler: Any, interval: str | None, optimizer: torch.optim
                          "is not possible for it. Leave scheduler_interval='auto'.")
     bound = getattr(scheduler, "optimizer", optimizer)
     if bound is not optimizer:
-        raise ValueError(f"{type(scheduler).__name__} is bound to another optimizer ({type(bound).__name__}) than "
-                         f"the one the Trainer steps ({type(optimizer).__name__}), so its lr changes would never "
-                         "reach training. Pass that optimizer too: Trainer(..., optimizer=opt, scheduler=sched).")
+        what = (f"another {type(bound).__name__} instance than the one the Trainer steps"
+                if type(bound) is type(optimizer) else
+                f"another optimizer ({type(bound).__name__}) than the one the Trainer steps "
+                f"({type(optimizer).__name__})")
+        raise ValueError(f"{type(scheduler).__name__} is bound to {what}, so its lr changes would never reach "
+                         "training (the Trainer builds its own optimizer unless given one). Pass optimizer=that "
+                         "instance (Trainer(..., optimizer=opt, scheduler=sched)), or build the scheduler on "
+                         "trainer.optimizer.")
 
 
 def _decide(scheduler: Any, interval: str | None, steps_per_epoch: int | None, epochs: int) -> tuple[str, str]:
@@ -76,6 +87,21 @@ def _decide(scheduler: Any, interval: str | None, steps_per_epoch: int | None, e
     return "epoch", "the default for schedulers sized in epochs; pass scheduler_interval='step' for one sized in steps"
 
 
+def _check_one_cycle(scheduler: Any, steps_per_epoch: int | None, epochs: int) -> None:
+    """A OneCycleLR planned for fewer steps than the run is an error before step 1."""
+    if not steps_per_epoch:
+        return  # a loader without a length: the run's steps are not known
+    total, run = int(scheduler.total_steps), int(steps_per_epoch) * int(epochs)
+    if total < run:
+        raise ValueError(
+            f"OneCycleLR has total_steps={total}, but this run takes {run} optimizer steps ({steps_per_epoch} steps "
+            f"per epoch x {epochs} epochs): after step {total} its lr would stay at the cycle's final value (about 0: "
+            f"max_lr / div_factor / final_div_factor); plain PyTorch raises 'Tried to step {total + 1} times'. "
+            "Build it for the whole run: "
+            f"OneCycleLR(opt, max_lr=..., total_steps=steps_per_epoch*epochs) (here total_steps={run}), or "
+            f"OneCycleLR(opt, max_lr=..., epochs={epochs}, steps_per_epoch={steps_per_epoch}).")
+
+
 class SchedulePlan:
     """How one run steps its scheduler.
 
@@ -91,6 +117,10 @@ class SchedulePlan:
         self.interval, why = _decide(scheduler, interval, steps_per_epoch, epochs)
         # OneCycleLR reaches its final lr at step total_steps - 1 and raises two steps later
         self._last = scheduler.total_steps - 1 if isinstance(scheduler, sched.OneCycleLR) else math.inf
+        if isinstance(scheduler, sched.OneCycleLR) and self.interval == "step":
+            _check_one_cycle(scheduler, steps_per_epoch, epochs)
+        self.ended: str | None = None  # the notice when a run outgrew the cycle (said once)
+        self._held = 0  # steps run with the scheduler at its last step (the 1st is the cycle's own last)
         self._lrs: list[float] = []
         self.per_step = self._after_step if self.interval == "step" else None
         name = type(scheduler).__name__
@@ -103,11 +133,23 @@ class SchedulePlan:
             text = f"{name} is stepped once per epoch, after validation ({why})."
         self.notices = [Notice("scheduler", text)]
 
-    def _after_step(self) -> None:
-        """Record the lr the step just used, then step the scheduler (until its last step)."""
-        self._lrs.append(self.optimizer.param_groups[0]["lr"])
+    def _after_step(self) -> str | None:
+        """Record the lr the step just used, then step the scheduler (until its last step).
+        Returns the ``scheduler_ended`` notice the first time a step ran past the cycle."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._lrs.append(lr)
         if self.scheduler.last_epoch < self._last:
             self.scheduler.step()
+            return None
+        self._held += 1
+        if self._held < 2 or self.ended is not None:
+            return None
+        total = self.scheduler.total_steps
+        self.ended = (f"{type(self.scheduler).__name__} reached its last step (total_steps={total}) and the run goes "
+                      f"on (it was made longer than the cycle was planned for, e.g. epochs added later): the lr "
+                      f"stays at the cycle's final value {lr:.3g} from here on. For a new cycle over the added "
+                      "epochs, build a new OneCycleLR (total_steps=steps_per_epoch*epochs) and a new Trainer.")
+        return self.ended
 
     def used_lrs(self, k: int) -> float | np.ndarray:
         """Learning rates of the last ``k`` applied steps: an array ``(k,)`` for a per-step

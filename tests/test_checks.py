@@ -83,3 +83,26 @@ def test_a_new_check_is_a_subclass_that_runs_at_its_declared_time():
     with pytest.warns(CheckWarning, match="loss .* Expected: 0. Fix: none."):
         t.fit()
     assert list(t.history.events.name).count("loss_above") == 1  # once per Trainer
+
+
+def test_a_check_warning_names_the_users_line_not_ipythons():
+    """A report reached through IPython's frames (``%train`` is called by ``run_line_magic`` in
+    IPython's ``interactiveshell.py``) warns at the user's cell line, past IPython's frames."""
+    import os
+    import types
+
+    import IPython
+
+    from nnwidgets.checks.base import report
+    ipython_file = os.path.join(os.path.dirname(os.path.abspath(IPython.__file__)), "core", "interactiveshell.py")
+    trainer = types.SimpleNamespace(_record=lambda *a, **k: None,
+                                    _control=types.SimpleNamespace(active=True, background=False))
+    scope = {"report": report, "trainer": trainer}
+    # IPython's frames: run_line_magic -> a <decorator-gen-N> wrapper -> nnwidgets (here: report)
+    exec(compile("def run_line_magic():\n    decorated()\n", ipython_file, "exec"), scope)
+    exec(compile("def decorated():\n    report(trainer, 'vanishing', 'vanishing_gradients')\n",
+                 "<decorator-gen-123>", "exec"), scope)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckWarning)
+        exec(compile("x = 1\nrun_line_magic()\n", "<ipython-input-7-abc>", "exec"), scope)   # the cell, line 2
+    assert [(w.filename, w.lineno, str(w.message)) for w in caught] == [("<ipython-input-7-abc>", 2, "vanishing")]

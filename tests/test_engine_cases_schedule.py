@@ -58,11 +58,38 @@ def test_c31_one_cycle_is_stepped_every_step_and_peaks_at_max_lr():
         in notice(t, "scheduler")
 
 
-def test_c31_a_one_cycle_shorter_than_the_run_holds_its_last_lr_instead_of_failing():
-    t, used = _run(one_cycle, epochs=6)                                  # 60 steps, the cycle has 50
-    assert t.state == "completed" and len(used) == 60
-    assert np.allclose(used[:50], _by_hand(one_cycle, 50)) and np.all(used[50:] == used[50])
-    assert used[50] == pytest.approx(0.1 / 25 / 1e4)                     # OneCycleLR's final lr
+def test_c31_a_one_cycle_shorter_than_the_run_is_an_error_before_step_1():
+    """total_steps=10 for a 24-step run (12 steps per epoch x 2 epochs) trained silently at the
+    cycle's final lr (~0) after step 10; plain PyTorch raises "Tried to step 11 times"."""
+    model = Echo()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    t = nw.Trainer(model, [(LOGITS, torch.tensor([0, 1, 2, 1]))] * 12, optimizer=opt, epochs=2, grad_stats=False,
+                   scheduler=sched.OneCycleLR(opt, max_lr=0.1, total_steps=10), **CPU)
+    with pytest.raises(ValueError) as err:
+        t.fit()
+    said = str(err.value)
+    assert said.startswith("OneCycleLR has total_steps=10, but this run takes 24 optimizer steps (12 steps per epoch "
+                           "x 2 epochs): after step 10 its lr would stay at the cycle's final value"), said
+    assert "plain PyTorch raises 'Tried to step 11 times'" in said
+    assert "total_steps=steps_per_epoch*epochs) (here total_steps=24)" in said
+    assert "epochs=2, steps_per_epoch=12)" in said
+    assert t.step == 0 and t.history.n_steps == 0                        # before step 1
+
+
+def test_c31_epochs_added_past_a_one_cycle_hold_its_last_lr_with_a_notice():
+    t, used = _run(one_cycle)                                            # the 50 steps the cycle was built for
+    assert t.state == "completed" and "scheduler_ended" not in {e["name"] for e in events(t, "notice")}
+    after = []
+    t.optimizer.register_step_pre_hook(lambda o, a, k: after.append(o.param_groups[0]["lr"]))
+    with pytest.warns(nw.CheckWarning, match="OneCycleLR reached its last step"):
+        t.fit(epochs=1)                                                  # 10 steps more than planned
+    assert t.state == "completed" and t.step == 60 and len(after) == 10
+    assert np.allclose(used, _by_hand(one_cycle, 50)) and np.all(np.array(after) == after[0])
+    assert after[0] == pytest.approx(0.1 / 25 / 1e4)                     # OneCycleLR's final lr
+    (ended,) = [e for e in events(t, "notice") if e["name"] == "scheduler_ended"]   # once
+    assert ended["message"].startswith("OneCycleLR reached its last step (total_steps=50) and the run goes on")
+    assert "stays at the cycle's final value 4e-07" in ended["message"]
+    assert ended["step"] == 51                                           # recorded after step 51, the 1st past it
 
 
 @pytest.mark.parametrize("t_max, per_step", [(50, True), (5, False)], ids=["sized_in_steps", "sized_in_epochs"])
@@ -98,6 +125,13 @@ def test_c31_bad_scheduler_settings_stop_when_the_trainer_is_built():
     with pytest.raises(ValueError, match=r"StepLR is bound to another optimizer \(SGD\) than the one the Trainer "
                                          r"steps \(Adam\).*optimizer=opt, scheduler=sched"):
         nw.Trainer(model, BATCHES, optimizer="adam", scheduler=sched.StepLR(opt, 1), **CPU)
+    # the same class on both sides: the message names the instance, not "SGD ... (SGD)"
+    with pytest.raises(ValueError) as err:
+        nw.Trainer(model, BATCHES, lr=0.1, scheduler=sched.StepLR(opt, 1), **CPU)   # the Trainer builds its own SGD
+    said = str(err.value)
+    assert said.startswith("StepLR is bound to another SGD instance than the one the Trainer steps, so its lr "
+                           "changes would never reach training (the Trainer builds its own optimizer")
+    assert "optimizer=that instance" in said and "trainer.optimizer" in said and "(SGD)" not in said
 
 
 # ---------------------------------------------------------------- ReduceLROnPlateau

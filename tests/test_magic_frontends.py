@@ -170,3 +170,18 @@ def test_nbclient_runs_a_train_cell_to_completion_without_wait(tmp_path, monkeyp
                      r"to end; NNWIDGETS_WAIT=0 trains in the background instead'\]$", text, re.M), text
     assert re.search(r"^B (idle|running)$", text, re.M), text
     assert re.search(r"^C (idle|running)$", text, re.M), text
+
+
+def test_a_check_warning_under_train_in_terminal_ipython_names_the_users_cell(tip):
+    """It named IPython's interactiveshell.py (the first frame outside nnwidgets is IPython's
+    run_cell_magic), not the cell."""
+    import warnings
+
+    from nnwidgets import CheckWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tip.run_cell("%%train model train_loader --epochs 1 --lr 0.1\n" + BODY)
+    assert result.success
+    found = [(w.filename, w.lineno) for w in caught if issubclass(w.category, CheckWarning)
+             and str(w.message).startswith("Treating this run as multiclass")]
+    assert len(found) == 1 and found[0][0].startswith("<ipython-input-") and found[0][1] == 1, found

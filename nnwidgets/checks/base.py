@@ -103,11 +103,23 @@ def report(trainer: Any, finding: Finding | str, code: str | None = None, warn: 
         warnings.warn(message, CheckWarning, stacklevel=_user_level())
 
 
+def _internal_prefixes() -> tuple[str, ...]:
+    """File-name prefixes of frames that are not the user's: nnwidgets itself, IPython's
+    (``run_line_magic``, ``run_cell_magic``, the magics machinery) and the ``<decorator-gen-N>``
+    wrappers IPython's magics are called through."""
+    prefixes = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep, "<decorator-gen-"]
+    ipython = sys.modules.get("IPython")
+    if getattr(ipython, "__file__", None):
+        prefixes.append(os.path.dirname(os.path.abspath(ipython.__file__)) + os.sep)
+    return tuple(prefixes)
+
+
 def _user_level() -> int:
-    """The ``stacklevel`` that names the user's line (e.g. ``trainer.fit()``), not nnwidgets' own."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    """The ``stacklevel`` that names the user's line (e.g. ``trainer.fit()`` or ``%train``), not
+    nnwidgets' own nor IPython's (a magic is called through ``interactiveshell.py``)."""
+    internal = _internal_prefixes()
     frame, level = sys._getframe(2), 2  # level 1 is report() itself
-    while frame is not None and frame.f_code.co_filename.startswith(package):
+    while frame is not None and frame.f_back is not None and frame.f_code.co_filename.startswith(internal):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -39,7 +39,10 @@ class SchedulerStepper(Handler):
         trainer.on(Event.EPOCH_COMPLETED, self.after_epoch)
 
     def after_step(self, trainer: Any, **info: Any) -> None:
-        self.plan.per_step()
+        ended = self.plan.per_step()
+        if ended:  # the run outgrew a OneCycleLR (epochs added later): said once, as a notice
+            from ..checks.base import report
+            report(trainer, ended, "scheduler_ended")
 
     def after_epoch(self, trainer: Any, *, metrics: dict, **info: Any) -> None:
         self.plan.epoch_end(metrics)

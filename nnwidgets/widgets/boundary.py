@@ -10,11 +10,15 @@ registered with :meth:`Trainer.on`:
   since the last evaluation. The flush runs between ``backward()`` and ``optimizer.step()``; a
   ``no_grad`` forward there leaves the gradients alone, and the mode is restored in ``finally``.
 * ``STATE_CHANGED`` (paused, stopped, completed, failed, running): evaluates at once, so the
-  picture shows the final weights of a run and of each ``step_once()``.
+  picture shows the final weights of a run and of each ``step_once()``; when the run pauses or
+  ends it also draws that result at once (the final refresh): a view nobody refreshes (shown on
+  its own, or in a hidden tab) showed nothing, and a panel's last throttled refresh a stale step.
 
-The constructor evaluates once on the calling thread when the trainer is not running.
-:meth:`DecisionBoundaryView.refresh` (the panel's updater thread, ≤ 1 Hz by wall time) only draws
-the newest stored result. A handler error never reaches the loop: it is shown under the chart.
+The constructor evaluates once on the calling thread and draws when the trainer is not running;
+built while it runs, the next ``METRICS_FLUSHED`` evaluates and draws once, so a view shown on
+its own is never blank. :meth:`DecisionBoundaryView.refresh` (the panel's updater thread, ≤ 1 Hz
+by wall time while running; at once when the run is not running) only draws the newest stored
+result. A handler error never reaches the loop: it is shown under the chart.
 Cost on the training thread: one forward pass of ``grid²`` points (6,400 by default) per second.
 """
 from __future__ import annotations
@@ -135,6 +139,7 @@ class DecisionBoundaryView:
                  interval_s: float = MIN_INTERVAL_S, max_points: int = 2000,
                  class_names: list[str] | None = None) -> None:
         self.class_names = [str(n) for n in class_names or []]
+        self._trainer = trainer
         X = _numpy(X).astype(np.float64)
         if X.ndim != 2 or X.shape[1] != 2 or len(X) == 0:
             raise ValueError(f"DecisionBoundaryView needs inputs with 2 features, shape (N, 2); got {X.shape}")
@@ -165,6 +170,8 @@ class DecisionBoundaryView:
         self._version = self._drawn = 0
         self._last_eval = self._last_draw = -math.inf
         self._grid_cache: dict = {}
+        self._draw_lock = threading.Lock()          # the updater thread and the training thread draw
+        self._draw_next = trainer.state == "running"  # built while running: draw the first evaluation
         self._build(X[keep], None if labels is None else labels[keep])
         self._handles = [trainer.on(Event.METRICS_FLUSHED, self._on_flush),
                          trainer.on(Event.STATE_CHANGED, self._on_state)]
@@ -238,11 +245,22 @@ class DecisionBoundaryView:
         return (out[:, 0] > threshold).cpu().numpy().astype(np.uint8), 2
 
     def _on_flush(self, trainer: Any, **_: Any) -> None:
-        if time.monotonic() - self._last_eval >= self.interval_s:
+        if self._draw_next or time.monotonic() - self._last_eval >= self.interval_s:
             self._evaluate(trainer)
+        if self._draw_next:
+            self._draw_next = False
+            self._draw_now(trainer)
 
-    def _on_state(self, trainer: Any, **_: Any) -> None:
+    def _on_state(self, trainer: Any, new: str = "", **_: Any) -> None:
         self._evaluate(trainer)
+        if new and new != "running":  # paused or ended: the final picture, even where nothing refreshes the view
+            self._draw_now(trainer)
+
+    def _draw_now(self, trainer: Any) -> None:
+        try:
+            self.refresh(trainer, force=True)
+        except Exception as exc:  # noqa: BLE001 - drawing must not fail the training run
+            self.error = f"decision boundary not drawn: {type(exc).__name__}: {exc}"
 
     # ------------------------------------------------------------------ drawing (updater thread)
     def refresh(self, trainer: Any, force: bool = False, *, mark: Mark | None = None) -> None:
@@ -250,9 +268,14 @@ class DecisionBoundaryView:
 
         Args:
             trainer: the Trainer (unused beyond the stored result; kept for the view contract).
-            force: draw even if the last draw is younger than ``interval_s``.
+            force: draw even if the last draw is younger than ``interval_s`` (implied when the
+                trainer is not running: the run's last picture is never held back).
             mark: the panel's :class:`~nnwidgets.widgets._cursor.Mark` (not needed here).
         """
+        with self._draw_lock:
+            self._draw(trainer, force or trainer.state != "running")
+
+    def _draw(self, trainer: Any, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last_draw < self.interval_s:
             return
@@ -299,4 +322,7 @@ class DecisionBoundaryView:
         self.figure.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Shown on its own: the current model's picture (evaluated now when the trainer is not
+        running), then the widget."""
+        self.reset(self._trainer)
         return self.widget._repr_mimebundle_(**kwargs)

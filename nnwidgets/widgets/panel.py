@@ -375,11 +375,12 @@ class TrainingPanel(w.VBox):
         t = self.trainer
         views = (self.views if every_tab else self._views_to_refresh()) if views else []
         mark = Mark.of(t.history)  # once per refresh, shared by every view refreshed now
+        force = t.state != "running"  # paused or ended: the last refresh draws past the views' throttles
         with self.hold_sync():
             for title, view in [("Status", self.status), ("Controls", self.controls)] + views:
                 try:
                     with view.widget.hold_sync():
-                        refresh_view(view, self._info(view), t, mark)
+                        refresh_view(view, self._info(view), t, mark, force)
                 except Exception as e:  # noqa: BLE001 - one broken view must not stop the others
                     self._log_once(title, e)
         self.refreshes += 1

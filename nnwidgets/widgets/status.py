@@ -7,6 +7,9 @@ Where the numbers come from:
 
 * ``train loss``: the mean of the newest ``LOSS_WINDOW`` (50) finite per-step training losses
   (one step's mini-batch loss is too noisy to read), recomputed only when steps were added;
+  after ``trainer.reinitialize()`` (its ``weights reinitialized`` event is a notices entry) the
+  old numbers read ``before reinitialize: ...`` until a step ran, then ``train loss ... (since
+  reinitialize)`` until the next epoch record; the train loss leaves out the old weights' steps;
 * ``val loss`` and the first validation metric (``val accuracy``, ``val r2``, ...): the newest
   epoch record; without validation data the first training metric (``accuracy``). They go
   first in the same text widget as the progress, so no widget message is added per refresh;
@@ -52,10 +55,24 @@ NOTICE_KINDS = ("notice", "error", "nonfinite")
 RATE_WINDOW_S = 5.0
 LOSS_WINDOW = 50
 _NOT_METRICS = {"epoch", "step", "loss", "val_loss", "lr", "time_s"}
-_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020", "panel": "#555555"}
+_COLORS = {"output": "#333333", "warning": "#8a6d00", "notice": "#8a6d00", "error": "#b00020", "nonfinite": "#b00020",
+           "diverged": "#b00020", "reinitialized": "#8a6d00", "panel": "#555555"}
 _STATE_COLORS = {"running": "#2e7d32", "paused": "#8a6d00", "failed": "#b00020", "completed": "#1565c0"}
 _FAILED_HINT = ("The history is kept and the model holds the weights of the last completed step. "
                 "Fix the cause, then press Start to continue from there.")
+
+
+def _is_restart(event: dict) -> bool:
+    """``trainer.reinitialize()``'s event: ``setting`` ``weights`` → ``reinitialized``."""
+    return event["kind"] == "setting" and event["name"] == "weights" and event.get("new") == "reinitialized"
+
+
+def _label(event: dict) -> str:
+    """The bold word of a notices entry: the event kind, but ``diverged`` for a finite blow-up
+    (kind ``nonfinite``, ``new="diverged"``) and ``reinitialized`` for fresh weights."""
+    if event["kind"] == "nonfinite" and event.get("new") == "diverged":
+        return "diverged"
+    return "reinitialized" if _is_restart(event) else event["kind"]
 
 
 def epoch_shown(epoch: int, target: int) -> int:
@@ -119,6 +136,8 @@ class StatusView:
         self._shown_items = -1
         self._samples: collections.deque = collections.deque()
         self._loss_text = ""
+        self._restart: tuple[int, int] | None = None  # (step, epoch records) of a reinitialize not yet trained on
+        self._floor = 0  # the train loss is of steps from here on (the last reinitialize)
         self.state = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
                                       layout=w.Layout(width="240px"))
@@ -158,6 +177,7 @@ class StatusView:
         color = _STATE_COLORS.get(state, "#333333")
         shown = "validating" if state == "running" and getattr(trainer, "phase", None) == "validating" else state
         self.state.value = f'<b style="color:{color}">{html.escape(shown)}</b>'
+        self._restarted(ch)
         self._progress(trainer, state, ch)
         events = ch.now.events
         self._events(ch.new_events)
@@ -204,31 +224,64 @@ class StatusView:
             parts.append(f"overhead {100 * speed.overhead:.1f} % (alone ~{speed.alone_steps_per_s:,.0f} steps/s{threads})")
         self.info.value = html.escape(" · ".join(parts))
 
+    def _restarted(self, ch: Any) -> None:
+        """Note a ``trainer.reinitialize()`` among the new events (a ``setting`` event ``weights``
+        → ``reinitialized``): the numbers shown are the old weights' until the fresh ones train."""
+        if ch.reset and (ch.new_history or self._floor > ch.now.n_steps):
+            self._restart, self._floor = None, 0  # another history, or cut back to before the restart
+        for e in ch.new_events:
+            if _is_restart(e):
+                self._restart = (min(int(e["step"]), int(ch.now.n_steps)), len(ch.now.epochs))
+                self._loss_text = ""  # recomputed below, marked as from before the restart
+
     def _numbers(self, ch: Any) -> list[str]:
         """``["train loss 0.231", "val loss 0.245", "val accuracy 0.967"]`` (those known),
         recomputed only when the cursor's :class:`~nnwidgets.widgets._cursor.Changes` ``ch``
-        has new steps or epochs (or a reset)."""
+        has new steps or epochs (or a reset).
+
+        After ``trainer.reinitialize()`` and until the next epoch record: the old numbers marked
+        ``"before reinitialize: ..."`` while no step ran on the fresh weights, then only the
+        train loss of the steps since the restart."""
         n, records = ch.now.n_steps, ch.now.epochs
-        if ch.new_steps or ch.new_epochs or ch.reset:
-            recent = ch.now.history.loss_since(max(0, n - LOSS_WINDOW))[:min(n, LOSS_WINDOW)]
-            recent = recent[np.isfinite(recent)]
-            parts = [f"train loss {float(recent.mean()):.3g}"] if len(recent) else []
-            last = records[-1] if records else {}
-            metrics = [k for k, v in last.items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
-            shown = ["val_loss"] + ([next((k for k in metrics if k.startswith("val_")), None)
-                                     or next((k for k in metrics if not k.startswith("val_")), None)])
-            for k in shown:
-                v = last.get(k)
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    parts.append(f"{k.replace('_', ' ')} {v:.3g}")
-            self._loss_text = " · ".join(parts)
+        if self._restart is not None and len(records) > self._restart[1]:
+            self._floor, self._restart, self._loss_text = self._restart[0], None, ""  # an epoch of the fresh weights
+        if self._restart is not None and (ch.new_steps or not self._loss_text):
+            since = self._restart[0]
+            if n > since:
+                recent = ch.now.history.loss_since(max(since, n - LOSS_WINDOW))
+                recent = recent[np.isfinite(recent)]
+                self._loss_text = (f"train loss {float(recent.mean()):.3g} (since reinitialize)" if len(recent)
+                                   else "reinitialized")
+            else:
+                old = self._old_numbers(ch.now.history, n, records, self._floor)
+                self._loss_text = f"before reinitialize: {old}" if old else "reinitialized"
+        elif self._restart is None and (ch.new_steps or ch.new_epochs or ch.reset or not self._loss_text):
+            self._loss_text = self._old_numbers(ch.now.history, n, records, self._floor)
         return [self._loss_text] if self._loss_text else []
+
+    @staticmethod
+    def _old_numbers(history: Any, n: int, records: list[dict], floor: int = 0) -> str:
+        """``"train loss 0.231 · val loss 0.245 · val accuracy 0.967"`` from the newest
+        ``LOSS_WINDOW`` steps (from step ``floor`` on) and the newest epoch record."""
+        start = max(0, floor if floor < n else 0, n - LOSS_WINDOW)
+        recent = history.loss_since(start)[:min(n, LOSS_WINDOW)]
+        recent = recent[np.isfinite(recent)]
+        parts = [f"train loss {float(recent.mean()):.3g}"] if len(recent) else []
+        last = records[-1] if records else {}
+        metrics = [k for k, v in last.items() if k not in _NOT_METRICS and isinstance(v, (int, float))]
+        shown = ["val_loss"] + ([next((k for k in metrics if k.startswith("val_")), None)
+                                 or next((k for k in metrics if not k.startswith("val_")), None)])
+        for k in shown:
+            v = last.get(k)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                parts.append(f"{k.replace('_', ' ')} {v:.3g}")
+        return " · ".join(parts)
 
     def _events(self, events: list[dict]) -> None:
         """Add the notices among ``events`` (those new to this view) and rebuild the box if
         entries were added."""
         if events:
-            new = [(e["kind"], self._event_text(e)) for e in events if e["kind"] in NOTICE_KINDS]
+            new = [(_label(e), self._event_text(e)) for e in events if e["kind"] in NOTICE_KINDS or _is_restart(e)]
             with self._lock:
                 self._items.extend(new)
                 self._added += len(new)
@@ -244,7 +297,13 @@ class StatusView:
 
     @staticmethod
     def _event_text(event: dict) -> str:
-        return f"(epoch {event['epoch']}, step {event['step']}) {event['message'] or event['name']}"
+        """The entry's text: a ``nonfinite`` event's message names the step where the loss broke
+        (the event itself is recorded at the step the run went back to, so no prefix there);
+        other entries say when they were recorded."""
+        text = event["message"] or event["name"]
+        if event["kind"] == "nonfinite":
+            return text
+        return f"(epoch {event['epoch']}, step {event['step']}) {text}"
 
     def _halted(self, trainer: Any, state: str, events: list[dict]) -> None:
         text = ""

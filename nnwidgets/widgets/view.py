@@ -15,8 +15,10 @@ and optionally
   :class:`~nnwidgets.widgets._cursor.Cursor` to learn what is new (``cursor.advance(mark)``);
   called by hand without one, it advances the cursor to ``trainer.history`` as it stands;
 * ``refresh(trainer, force=False)``: a view with its own throttle (Network, Decision boundary)
-  takes ``force`` to draw at once; the panel does not pass it (it calls ``refresh`` at most
-  once per ``view_interval_s`` and the view keeps its own, slower rate);
+  takes ``force`` to draw at once; the panel passes ``force=True`` only while the run is not
+  running (its refresh after a pause or the run's end is the last one, and a throttled view
+  showed a stale step: 1586 of a run that ended at 1950); while running it calls ``refresh`` at
+  most once per ``view_interval_s`` and the view keeps its own, slower rate;
 * ``refresh_hidden`` (default ``False``): refresh this view while its tab is hidden too. The
   built-in views leave it ``False``: a hidden tab costs nothing and catches up from the history
   when it is shown;
@@ -110,9 +112,10 @@ def check_view(view: Any) -> ViewInfo:
     return ViewInfo(takes("mark"), takes("force"), bool(getattr(view, "refresh_hidden", False)))
 
 
-def refresh_view(view: Any, info: ViewInfo, trainer: Any, mark: Mark) -> None:
-    """Call ``view.refresh`` as ``info`` says it can be called: with ``mark=`` or without."""
-    if info.takes_mark:
-        view.refresh(trainer, mark=mark)
-    else:
-        view.refresh(trainer)
+def refresh_view(view: Any, info: ViewInfo, trainer: Any, mark: Mark, force: bool = False) -> None:
+    """Call ``view.refresh`` as ``info`` says it can be called: with ``mark=`` or without, and
+    with ``force=True`` when asked and the view takes it."""
+    kw: dict[str, Any] = {"mark": mark} if info.takes_mark else {}
+    if force and info.takes_force:
+        kw["force"] = True
+    view.refresh(trainer, **kw)

@@ -192,3 +192,66 @@ def test_class_legend_names_each_class_with_its_region_and_point_colours():
     assert len(heat) == 3
     plain = DecisionBoundaryView(trainer, x, y)
     assert [n for *_, n in _legend(plain)] == ["class 0", "class 1", "class 2"]
+
+
+def test_a_view_built_while_running_is_drawn_at_the_end_without_any_refresh():
+    """Shown on its own (nobody calls refresh) it stayed blank: all class 0, no step label."""
+    trainer, x, y = make(epochs=60)
+    trainer.start()
+    while trainer.step == 0 and trainer.state in ("idle", "running"):
+        time.sleep(0.01)
+    view = DecisionBoundaryView(trainer, x, y)                  # built while running: no evaluation here
+    assert trainer.wait(60) and trainer.state == "completed" and trainer.step == 600
+    assert view.evaluated_step == 600                            # drawn by the run's end, not by a refresh
+    np.testing.assert_array_equal(view.heat.color, oracle(trainer.model, view))
+    assert len(np.unique(view.heat.color)) == 2
+    assert view.status.value == "step 600: predicted class on a 80×80 grid"
+
+
+def test_a_throttled_refresh_after_the_run_draws_its_last_step():
+    """The tab showed step 1586 of a run that ended at 1950: its refresh after the end fell
+    inside the 1 s throttle and nothing refreshed it again."""
+    trainer, x, y = make(epochs=3)
+    view = DecisionBoundaryView(trainer, x, y)
+    assert view.evaluated_step == 0
+    trainer.fit()                                                # the run's end evaluates (step 30)
+    with view._lock:
+        view._result = (view._result[0] + 1, view._result[1], 30, view._result[3])
+    view._last_draw = time.monotonic()                           # a draw just now: inside the throttle
+    view.refresh(trainer)                                        # not running: drawn anyway
+    assert view.evaluated_step == 30 and view.status.value.startswith("step 30: ")
+
+
+def test_displaying_the_view_draws_the_current_model():
+    trainer, x, y = make(epochs=1)
+    view = DecisionBoundaryView(trainer, x, y)
+    before = view.heat.color.copy()
+    trainer.reinitialize(seed=3)                                 # new weights, no run: nothing evaluated them
+    assert view._repr_mimebundle_()
+    np.testing.assert_array_equal(view.heat.color, oracle(trainer.model, view))
+    assert (view.heat.color != before).any()
+
+
+def test_the_panel_forces_throttled_views_once_the_run_is_not_running():
+    from nnwidgets.widgets.panel import TrainingPanel
+
+    class Throttled:
+        def __init__(self):
+            import ipywidgets
+            self.widget, self.calls = ipywidgets.Label(), []
+
+        def refresh(self, trainer, force=False):
+            self.calls.append((trainer.state, force))
+
+    trainer, x, y = make(epochs=1)
+    p = TrainingPanel(trainer)
+    try:
+        view = Throttled()
+        p.add_tab("T", view)
+        p.tab.selected_index = len(p.views) - 1
+        trainer.fit()
+        view.calls.clear()
+        p.refresh()
+        assert view.calls == [("completed", True)]
+    finally:
+        p.close()

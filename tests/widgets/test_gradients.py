@@ -151,3 +151,28 @@ def test_hover_names_the_layer_and_the_heat_map_cell():
     tip = view.heatmap.tooltip
     assert list(tip.fields) == ["row", "column", "color"] and list(tip.labels) == ["layer", "log10|g| from", "share"]
     assert list(tip.formats) == ["", ".2f", ".1%"]
+
+
+def test_the_panels_gradients_tab_names_the_runs_last_sample_once_it_ends():
+    """After the run, the title "Gradient norm per layer (step N)" read an older sample's step."""
+    import time
+
+    from nnwidgets.widgets.panel import TrainingPanel
+    model, x, y = c13_stack(nn.ReLU)
+    t = Trainer(model, [(x, y)] * 7, epochs=30, grad_every=3, seed=0, device="cpu")
+    p = TrainingPanel(t)
+    try:
+        titles = [title for title, _ in p.views]
+        p.tab.selected_index = titles.index("Gradients")
+        view = p.views[p.tab.selected_index][1]
+        t.start()
+        assert t.wait(60) and t.state == "completed" and t.step == 210
+        steps, _, _ = t.history.gradient_norms()
+        deadline = time.monotonic() + 5
+        while view.norm_figure.title != f"Gradient norm per layer (step {int(steps[-1])})" and time.monotonic() < deadline:
+            time.sleep(0.05)                                     # the panel's updater thread refreshes it
+        assert int(steps[-1]) == 210                             # the run's last step is sampled too
+        assert view.norm_figure.title == "Gradient norm per layer (step 210)"
+        assert view.x_scale.max == 210.0
+    finally:
+        p.close()

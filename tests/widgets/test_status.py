@@ -144,3 +144,52 @@ def test_validating_is_read_only_when_the_engine_has_it():
     t.state = "paused"  # paused between batches: the state says paused
     view.refresh(t)
     assert "validating" not in view.info.value and ">paused</b>" in view.state.value
+
+
+def _blow_up():
+    torch.manual_seed(0)
+    X = torch.randn(64, 8) * 50.0
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    return Trainer(model, [(X, X.sum(1, keepdim=True))] * 4, lr=0.1, momentum=0.9, epochs=10, device="cpu")
+
+
+def test_a_divergence_is_labelled_diverged_with_its_step_in_the_message_only():
+    """The notices read "nonfinite (epoch 0, step 0) loss diverged at step 1 ...": the kind,
+    and the step the run went back to beside the step where it blew up."""
+    t = _blow_up()
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        t.fit()
+    (ev,) = [e for e in t.history.event_records if e["kind"] == "nonfinite"]
+    assert (ev["new"], ev["step"]) == ("diverged", 0)             # the event keeps its kind; recorded at step 0
+    view = StatusView(t)
+    (kind, text), = [m for m in view.messages if m[0] in ("diverged", "nonfinite")]
+    assert kind == "diverged" and text == ev["message"]
+    assert text.startswith("loss diverged at step 1 (epoch 0): 1.27e+12") and "(epoch 0, step 0)" not in text
+    assert '<b>diverged</b> loss diverged at step 1 (epoch 0)' in view.notices.value
+
+
+def test_reinitialize_is_a_notice_and_the_old_numbers_are_marked_until_the_next_epoch():
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    t = Trainer(nn.Linear(3, 2), [(x[:16], y[:16]), (x[16:], y[16:])], [(x, y)], epochs=2, lr=0.1, device="cpu")
+    t.fit()
+    view = StatusView(t)
+    before = view.info.value.split(" · epoch")[0]
+    assert before.startswith("train loss ") and " · val loss " in before and " · val accuracy " in before
+    t.reinitialize(seed=1)
+    view.refresh(t)
+    (kind, text), = [m for m in view.messages if m[0] == "reinitialized"]
+    assert text == f"(epoch 2, step 4) weights reinitialized: reset_parameters() of 1 layers, optimizer state cleared"
+    assert view.info.value.startswith(f"before reinitialize: {before} · epoch 2/2"), view.info.value
+    t.step_once()                                                  # one step on the fresh weights
+    assert t.wait(20) and t.step == 5
+    view.refresh(t)
+    fresh = float(t.history.steps.loss[4])
+    assert view.info.value.startswith(f"train loss {fresh:.3g} (since reinitialize) · epoch 3/4"), view.info.value
+    t.resume()                                                     # the rest of the epoch: its record ends the mark
+    assert t.wait(20) and t.state == "completed" and t.epoch == 4 and t.step == 8
+    view.refresh(t)
+    after = view.info.value.split(" · epoch")[0]
+    fresh = float(np.mean(t.history.steps.loss[4:]))                # the fresh weights' steps only
+    last = t.history.epoch_records[-1]
+    assert after == f"train loss {fresh:.3g} · val loss {last['val_loss']:.3g} · val accuracy {last['val_accuracy']:.3g}"
