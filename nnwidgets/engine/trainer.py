@@ -25,6 +25,7 @@ from torch import nn
 from .. import hyperparams as hp
 from .._compiled import named_modules, plain_name
 from .._interrupt import InterruptGuard
+from .._names import OPTIMIZER_LABELS
 from .._schedule import check_scheduler
 from .._setup import build_optimizer, resolve_device
 from .._speed import Speed
@@ -478,6 +479,10 @@ class Trainer:
         """A Trainer for ``model`` continuing from the checkpoint at ``path`` (weights,
         optimizer state when the optimizer kind matches, epoch/step counters, history).
 
+        Without ``optimizer=`` the saved optimizer kind (``"sgd"``, ``"adam"``, ``"adamw"``,
+        ``"rmsprop"``) is rebuilt and its state dict loaded, settings (lr, momentum/betas,
+        weight decay) included; an ``optimizer=`` given here is used instead.
+
         The whole file is checked (structure, history, every weight's key and shape against
         ``model``) before ``model`` is touched: a checkpoint that does not fit leaves it as it was.
 
@@ -488,6 +493,10 @@ class Trainer:
         """
         from ..checkpoint import load_checkpoint, restore
         ck = load_checkpoint(path, map_location=resolve_device(kwargs.get("device", "auto")), model=model)
+        if "optimizer" not in kwargs:  # rebuild the optimizer kind that was saved (its state follows)
+            saved = {label: name for name, label in OPTIMIZER_LABELS.items()}.get(ck.get("optimizer_name"))
+            if saved is not None:
+                kwargs["optimizer"] = saved
         trainer = cls(model, train_data, val_data, **kwargs)
         restore(trainer, ck, path)
         return trainer
