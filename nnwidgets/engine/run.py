@@ -24,6 +24,7 @@ from .._metrics import MetricSet
 from .._schedule import lr_set_message
 from .._setup import prepare_first_batch
 from ..data import DataError
+from . import owners
 from .control import PauseRun, StopRun
 from .events import Event
 from .loop import WARMUP_STEPS, Where
@@ -39,6 +40,12 @@ class Runner:
         self._mode_at_start = True  # model.train() mode before the run, put back at its end
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            owners.release(self.t)  # registered by Trainer._begin (owners.claim)
+
+    def _run(self) -> None:
         t, loop, control = self.t, self.t._loop, self.t._control
         t._ledger.start_run()
         notice = t._tuner.begin(t.device)

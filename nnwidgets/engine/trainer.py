@@ -36,6 +36,7 @@ from ..metrics import MetricInfo, metric_info
 from .control import STATES, RunControl
 from .events import Event, EventBus, RemovableHandle
 from .ledger import Ledger
+from . import owners
 from .loop import Loop
 from .options import Options, check_arguments
 from .rollback import Rollback
@@ -245,7 +246,9 @@ class Trainer:
             The :class:`History` (also ``trainer.history``).
 
         Raises:
-            RuntimeError: the Trainer is already running in the background.
+            RuntimeError: the Trainer is already running in the background, or another
+                Trainer is training the same model object (stop or pause it first); raised
+                before the model is touched.
             Exception: an error in the model, loss or data is re-raised after the run was
                 marked failed; the history and the last completed step are kept. A class
                 label out of range in a later batch becomes a ``DataError`` naming the fix.
@@ -275,17 +278,28 @@ class Trainer:
 
     def start(self, epochs: int | None = None) -> "Trainer":
         """Train in a background thread and return at once (sliders can steer it). On a run
-        paused in the background this is :meth:`resume`."""
+        paused in the background this is :meth:`resume`.
+
+        Raises:
+            RuntimeError: already running, or another Trainer is training the same model
+                object (stop or pause it first; see :mod:`nnwidgets.engine.owners`)."""
         control = self._control
         with control.lock:
             if control.active and control.state == "paused" and epochs is None:
-                control.pause_requested, control.attention = False, True
-                control.lock.notify_all()
+                with owners.resuming(self):
+                    control.pause_requested, control.attention = False, True
+                    control.lock.notify_all()
                 return self
         self._begin(epochs, background=True)
         torch.get_num_threads()  # fixes this thread's own count before the loop's thread sets its
         self._thread = threading.Thread(target=self._runner.run, name="nnwidgets-trainer", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            with control.lock:
+                control.end()
+            owners.release(self)
+            raise
         return self
 
     def pause(self) -> None:
@@ -295,12 +309,16 @@ class Trainer:
     def resume(self) -> None:
         """Continue a paused run; with no loop running (paused by a blocking ``fit()``,
         stopped, completed or failed) start one in the background, like :meth:`start`."""
-        if not self._control.request_resume() and self.state != "running":
+        with self._control.lock, owners.resuming(self):  # lock order: the control's, then the registry's
+            active = self._control.request_resume()
+        if not active and self.state != "running":
             self.start()
 
     def step_once(self) -> None:
         """Run exactly one optimizer step, then stay paused."""
-        if not self._control.request_step():
+        with self._control.lock, owners.resuming(self):  # lock order: the control's, then the registry's
+            active = self._control.request_step()
+        if not active:
             self.start()
 
     def stop(self) -> None:
@@ -517,6 +535,7 @@ class Trainer:
                 self._target_epochs = self.epoch + int(epochs)
             elif not unfinished:
                 self._target_epochs = self.epoch + self.epochs
+            owners.claim(self)  # another Trainer training this model: refused before the model is touched
             if control.state == "failed":
                 self._loop.batch_iter = self._loop.pending_batch = None
             self.error = None
