@@ -38,6 +38,7 @@ class Runner:
     def __init__(self, trainer: Any) -> None:
         self.t = trainer
         self._mode_at_start = True  # model.train() mode before the run, put back at its end
+        self.interrupted = False  # the last run ended by Ctrl-C (KeyboardInterrupt)
 
     def run(self) -> None:
         try:
@@ -47,6 +48,7 @@ class Runner:
 
     def _run(self) -> None:
         t, loop, control = self.t, self.t._loop, self.t._control
+        self.interrupted = False
         t._ledger.start_run()
         notice = t._tuner.begin(t.device)
         with control.lock:
@@ -71,6 +73,7 @@ class Runner:
             ending, message = "paused", f"paused at epoch {t.epoch}, step {t.step}"
         except KeyboardInterrupt:
             ending, message, how = "stopped", f"interrupted at epoch {t.epoch}, step {t.step}", "interrupted"
+            self.interrupted = True
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
             t._guard.open = False
             where = loop.where

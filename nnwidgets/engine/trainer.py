@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import hyperparams as hp
 from .._compiled import named_modules, plain_name
-from .._interrupt import InterruptGuard
+from .._interrupt import InterruptGuard, in_ipython
 from .._names import OPTIMIZER_LABELS
 from .._schedule import check_scheduler
 from .._setup import build_optimizer, resolve_device
@@ -252,10 +252,12 @@ class Trainer:
             Exception: an error in the model, loss or data is re-raised after the run was
                 marked failed; the history and the last completed step are kept. A class
                 label out of range in a later batch becomes a ``DataError`` naming the fix.
-            KeyboardInterrupt: only for a Ctrl-C that arrived after the last step, raised once
-                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped",
-                ``fit()`` returns): weights, ``step`` and the history always agree, and
-                ``fit()`` continues from there (see :mod:`nnwidgets._interrupt`).
+            KeyboardInterrupt: for a Ctrl-C that arrived after the last step, raised once
+                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped"):
+                weights, ``step`` and the history always agree, and ``fit()`` continues from
+                there (see :mod:`nnwidgets._interrupt`); in IPython or a notebook ``fit()`` then
+                returns (the kernel lives), in a plain Python script it raises
+                ``KeyboardInterrupt`` so the script stops.
 
         Warns:
             RuntimeWarning: the loss became non-finite; the run is paused (``fit()`` again
@@ -269,6 +271,9 @@ class Trainer:
             late = self._guard.uninstall() if installed else False
         if late:
             raise KeyboardInterrupt
+        if self._runner.interrupted and not in_ipython():  # a script: Ctrl-C stops it, once the run is consistent
+            raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch}, step {self.step}; the model "
+                                    "holds the weights of that step (state 'stopped'; fit() continues from there)")
         if self.state == "failed" and self.error is not None:
             raise self.error
         last = self.history.event_records[-2:]
