@@ -20,16 +20,35 @@ While ``fit()`` runs on the main thread with Python's own SIGINT handler in plac
   step is raised by ``fit()`` after the run has ended;
 * a second Ctrl-C while one is deferred raises at once (a way out of a handler that hangs).
 
+Where the run ends differs by host. In IPython or a notebook kernel ``fit()`` returns (case
+C25: the run is "stopped", the kernel lives, the next cell runs). In a plain Python script
+(:func:`in_ipython` is False) ``fit()`` raises ``KeyboardInterrupt`` once the run has ended
+cleanly, so the script stops as Ctrl-C promises instead of carrying on with its next statement.
+
 A run in a background thread (``start()``) is not affected: signals reach only the main
 thread, and ``stop()`` already ends a run at a step boundary.
 """
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any, Callable
 
-__all__ = ["InterruptGuard"]
+__all__ = ["InterruptGuard", "in_ipython"]
+
+
+def in_ipython() -> bool:
+    """Whether an IPython shell (terminal IPython or a notebook kernel) is running in this
+    process. IPython is not imported to find out: when it is not imported, there is none."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    if get is None:
+        return False
+    try:
+        return get() is not None
+    except Exception:  # noqa: BLE001 - a broken or partial IPython import: no shell
+        return False
 
 
 class InterruptGuard:

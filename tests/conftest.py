@@ -11,3 +11,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def as_in_a_notebook(monkeypatch):
+    """Tests run as in IPython or a notebook kernel, where Ctrl-C during ``fit()`` stops the run
+    and ``fit()`` returns (case C25), whether or not an earlier test made an IPython shell. A
+    test of the plain-script behaviour (``fit()`` re-raises KeyboardInterrupt) undoes this with
+    ``monkeypatch.setattr("nnwidgets.engine.trainer.in_ipython", lambda: False)`` or runs a
+    subprocess."""
+    monkeypatch.setattr("nnwidgets.engine.trainer.in_ipython", lambda: True)

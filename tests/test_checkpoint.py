@@ -327,3 +327,39 @@ def test_a_file_that_is_no_checkpoint_is_named_so_never_with_unsafe_loading_advi
     with pytest.raises(CheckpointError, match=r"garbage\.pt: it is not a PyTorch file \(") as info:
         nw.Trainer.load(str(path), torch.nn.Linear(2, 2), [(torch.zeros(2, 2), torch.zeros(2).long())])
     assert "weights_only=False" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind, settings, cls", [
+    ("adam", dict(lr=0.003, momentum=0.8, weight_decay=0.001), torch.optim.Adam),
+    ("sgd", dict(lr=0.07, momentum=0.9, weight_decay=0.002), torch.optim.SGD),
+])
+def test_load_without_optimizer_rebuilds_the_saved_kind_with_its_settings_and_state(tmp_path, kind, settings, cls):
+    model, data = _c19_model(), _data()
+    t = nw.Trainer(model, data, optimizer=kind, epochs=1, **settings, **CPU)
+    t.fit()
+    t.save(tmp_path / "ck.pt")
+    fresh = _c19_model(seed=7)
+    loaded = nw.Trainer.load(tmp_path / "ck.pt", fresh, data, **CPU)  # no optimizer= given
+    assert type(loaded.optimizer) is cls
+    a, b = t.optimizer.state_dict(), loaded.optimizer.state_dict()
+    assert [{k: v for k, v in g.items() if k != "params"} for g in a["param_groups"]] == \
+        [{k: v for k, v in g.items() if k != "params"} for g in b["param_groups"]]
+    assert loaded.settings == t.settings
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        for name, v in a["state"][k].items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["state"][k][name]))
+    torch.manual_seed(4)
+    t.fit(epochs=1)
+    torch.manual_seed(4)
+    loaded.fit(epochs=1)
+    assert same_params(model, fresh)
+
+
+def test_load_with_an_explicit_optimizer_uses_that_one(tmp_path):
+    model, data = _c19_model(), _data()
+    t = nw.Trainer(model, data, optimizer="adam", epochs=1, **CPU)
+    t.fit()
+    t.save(tmp_path / "ck.pt")
+    loaded = nw.Trainer.load(tmp_path / "ck.pt", _c19_model(seed=7), data, optimizer="sgd", lr=0.05, **CPU)
+    assert type(loaded.optimizer) is torch.optim.SGD and loaded.settings["lr"] == 0.05

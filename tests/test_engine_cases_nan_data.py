@@ -78,10 +78,32 @@ def test_a_poisoned_batch_found_after_it_was_applied_rolls_back_and_is_not_run_a
                                             r"the weights before step 9; that batch is skipped"):
         t.fit()
     assert t.step == 9 and t.history.n_steps == 9
-    t.fit()  # epoch 0 ends with the batches it had consumed; epoch 1 runs again and meets the NaN once more
-    assert t.state == "paused" and t.epoch == 1
-    assert [e["message"].split(" (epoch")[0] for e in events(t, "nonfinite")] == [
-        "loss became nan at step 15", "loss became nan at step 24"]  # epoch 1 starts at step 9
+    t.fit()  # epoch 0 ends with the batches it had consumed; epoch 1 meets the NaN once more: skipped, no pause
+    assert t.state == "completed" and t.epoch == 2 and t.step == t.history.n_steps == 9 + 19
+    assert [e["message"].split(" (epoch")[0] for e in events(t, "nonfinite")] == ["loss became nan at step 15"]
+    assert [e["message"] for e in events(t, "notice") if e["name"] == "data_batch_skipped"] == [
+        "skipped batch at step 24 (epoch 1): 1 NaN (columns [1]) in its features, as at step 15; "
+        "skipped so far: 1"]  # epoch 1 starts at step 9; skipped at its position, before it was applied
+    ref, _ = oracle(init, data[:9] + data[:15] + data[16:], F.mse_loss, 28, lr=0.05)
+    assert same_params(model, ref)  # epoch 0: the steps before the rollback target; epoch 1: all but the NaN batch
+
+
+def test_a_nan_batch_of_a_shuffled_loader_pauses_once_then_is_skipped_wherever_it_comes(monkeypatch):
+    monkeypatch.setattr(rollback, "SNAPSHOT_INTERVAL_S", 0.0)
+    from torch.utils.data import DataLoader, TensorDataset
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=g), torch.randn(40, 1, generator=g)
+    x[20, :] = math.nan
+    torch.manual_seed(0)
+    t = nw.Trainer(nn.Linear(3, 1), DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True), epochs=4,
+                   lr=0.05, **CPU)
+    with pytest.warns(RuntimeWarning, match=r"because the batch at step \d+ has 3 NaN"):
+        t.fit()
+    t.fit()
+    assert t.state == "completed" and t.epoch == 4 and len(events(t, "nonfinite")) == 1
+    skips = [e["message"] for e in events(t, "notice") if e["name"] == "data_batch_skipped"]
+    assert len(skips) == 3 and all(f"skipped so far: {i + 1}" in m for i, m in enumerate(skips))
+    assert t.step == t.history.n_steps and all(torch.isfinite(p).all() for p in t.model.parameters())
 
 
 def test_a_batch_no_longer_held_is_said_so(monkeypatch):
@@ -142,3 +164,56 @@ def test_a_rollback_to_the_epoch_start_goes_on_after_the_poisoned_batch_instead_
     ref, _ = oracle(init, data, F.mse_loss, 20, lr=0.05)
     assert same_params(model, ref)  # epoch 1's applied steps were rolled back; its rest was consumed
     assert math.isnan(t.history.epoch_records[1]["loss"])  # an epoch left without a step has no loss
+
+
+def _nan_row_loader():
+    """40 samples, one row of NaN (sample 20), batches of 8 without shuffling: batch 2 of every epoch."""
+    from torch.utils.data import DataLoader, TensorDataset
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=g), torch.randn(40, 1, generator=g)
+    x[20, :] = math.nan
+    return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=False), x, y
+
+
+def test_a_nan_batch_of_an_unshuffled_loader_pauses_once_then_is_skipped_in_every_later_epoch():
+    loader, x, y = _nan_row_loader()
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    init = copy.deepcopy(model)
+    t = nw.Trainer(model, loader, epochs=3, lr=0.05, **CPU)
+    with pytest.warns(RuntimeWarning, match=r"loss became nan at step 2 \(epoch 0\) because the batch at step 2 has "
+                                            r"3 NaN \(columns \[0, 1, 2\]\) in its features"):
+        t.fit()
+    assert t.state == "paused" and t.step == 2
+    t.fit()  # resumes past it; epochs 1 and 2 meet the same batch: skipped with a counted notice
+    assert t.state == "completed" and t.epoch == 3 and t.step == 12
+    assert len(events(t, "nonfinite")) == 1
+    assert [e["message"] for e in events(t, "notice") if e["name"] == "data_batch_skipped"] == [
+        "skipped batch at step 6 (epoch 1): 3 NaN (columns [0, 1, 2]) in its features, as at step 2; skipped so far: 1",
+        "skipped batch at step 10 (epoch 2): 3 NaN (columns [0, 1, 2]) in its features, as at step 2; skipped so far: 2"]
+    clean = [(x[i:i + 8], y[i:i + 8]) for i in (0, 8, 24, 32)]
+    ref, losses = oracle(init, clean * 3, F.mse_loss, 12, lr=0.05)
+    assert same_params(model, ref) and np.allclose(t.history.steps.loss, losses, rtol=1e-6)
+    assert t.history.n_steps == t.step and t.history.steps.step.tolist() == list(range(12))
+    assert len(t.history.epoch_records) == 3 and all(np.isfinite(r["loss"]) for r in t.history.epoch_records)
+
+
+def test_a_nonfinite_loss_on_clean_data_still_pauses_after_a_data_nan_was_skipped():
+    loader, x, y = _nan_row_loader()
+    armed = [True]
+
+    def loss(out, target):  # clean data, but a NaN loss once at step 7 (as a too high learning rate would)
+        value = F.mse_loss(out, target)
+        if armed[0] and t.step == 7:
+            armed[0] = False
+            return value * math.nan
+        return value
+    t = nw.Trainer(nn.Linear(3, 1), loader, epochs=3, lr=0.05, loss=loss, task="regression", **CPU)
+    with pytest.warns(RuntimeWarning, match="because the batch at step 2 has"):
+        t.fit()
+    with pytest.warns(RuntimeWarning, match=r"loss became nan at step 7 \(epoch 1\) with learning rate 0.05"):
+        t.fit()
+    assert t.state == "paused" and t.step == 7 and [e["name"] for e in events(t, "nonfinite")] == ["data", "loss"]
+    t.fit()
+    assert t.state == "completed" and t.step == 12
+    assert len([e for e in events(t, "notice") if e["name"] == "data_batch_skipped"]) == 2

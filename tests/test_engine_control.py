@@ -160,6 +160,80 @@ def test_a_second_start_or_fit_while_running_raises(long_run):
     assert t.state == "running"
 
 
+def test_a_second_trainer_on_a_model_trained_in_the_background_is_refused_before_touching_it(long_run):
+    t = long_run()
+    t.start()
+    assert _until(lambda: t.step >= 3)
+    for call in ("fit", "start"):
+        other = nw.Trainer(t.model, _data(2), epochs=1, lr=0.05, grad_stats=False, **CPU)
+        with pytest.raises(RuntimeError, match=r"this model is being trained by another Trainer \(running, "
+                                               r"epoch \d+, step \d+\); stop it first \(other.stop\(\)\) or pause"):
+            getattr(other, call)()
+        assert other.state == "idle" and other.step == 0 and len(other.history.steps) == 0
+        assert other.loss_fn is None  # not even the first batch was checked
+    time.sleep(0.2)
+    assert t.state == "running" and t.error is None
+
+
+def test_the_first_run_survives_a_refused_second_trainer_and_its_own_resume_is_allowed(long_run):
+    t = long_run()
+    t.start()
+    assert _until(lambda: t.step >= 3)
+    other = nw.Trainer(t.model, _data(2), epochs=1, lr=0.05, grad_stats=False, **CPU)
+    with pytest.raises(RuntimeError, match="being trained by another Trainer"):
+        other.fit()
+    time.sleep(0.2)
+    assert t.state == "running" and t.error is None
+    t.pause()
+    assert t.wait(5)
+    t.start()  # its own resume
+    s = t.step
+    assert _until(lambda: t.step > s + 2) and t.state == "running"
+    t.stop()
+    assert t.wait(5) and t.state == "stopped"
+    other.fit()  # once the first run stopped, the second Trainer may train the model
+    assert other.state == "completed"
+    t.fit(epochs=1)  # and the first again, once the second is done
+    assert t.state == "completed"
+
+
+def test_a_run_paused_in_the_background_lets_another_trainer_train_and_cannot_resume_meanwhile(long_run):
+    t = long_run()
+    t.start()
+    assert _until(lambda: t.step >= 3)
+    t.pause()
+    assert t.wait(5) and t.state == "paused"
+    other = nw.Trainer(t.model, _data(50), epochs=10_000, grad_stats=False, **CPU)
+    other.start()
+    assert _until(lambda: other.step >= 3)
+    for resume in (t.resume, t.start, t.step_once):
+        with pytest.raises(RuntimeError, match="being trained by another Trainer"):
+            resume()
+        assert t.state == "paused"
+    other.stop()
+    assert other.wait(5) and other.error is None
+    t.resume()
+    s = t.step
+    assert _until(lambda: t.step > s + 2) and t.error is None
+
+
+def test_the_registry_of_live_runs_forgets_ended_runs_and_dead_models():
+    import gc
+    import weakref
+    from nnwidgets.engine import owners
+    model = _mlp()
+    t = nw.Trainer(model, _data(2), epochs=1, grad_stats=False, **CPU)
+    seen = []
+    t.on(Event.BATCH_COMPLETED, lambda tr, **_: seen.append(owners.live_runs(model)))
+    t.fit()
+    assert seen and all(runs == [t] for runs in seen)
+    assert owners.live_runs(model) == []
+    ref = weakref.ref(model)
+    del t, model, seen
+    gc.collect()
+    assert ref() is None
+
+
 def test_restarting_a_completed_run_continues_step_counting_and_appends_history():
     model = _mlp()
     init = copy.deepcopy(model)

@@ -138,3 +138,75 @@ def test_an_interrupt_that_arrives_after_the_last_step_is_raised_once_the_run_ha
     assert t.state == "completed" and _problem(t, weights) is None
     assert t.epoch == len(t.history.epoch_records) == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------- a plain Python script
+_SCRIPT = r'''
+import json, os, signal, sys
+import torch
+from torch import nn
+import nnwidgets as nw
+
+g = torch.Generator().manual_seed(0)
+data = [(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(12)]
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+t = nw.Trainer(model, data, epochs=6, lr=0.05, momentum=0.9, device="cpu", threads=1)
+weights = {}
+
+def after(tr, step, **_):
+    weights[step] = [p.detach().clone() for p in tr.model.parameters()]
+    if step == 5:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the terminal
+t.on("batch_completed", after)
+try:
+    t.fit()
+finally:
+    json.dump({"state": t.state, "step": t.step, "n_steps": t.history.n_steps,
+               "same": t.step in weights and all(torch.equal(p, q) for p, q in zip(model.parameters(), weights[t.step])),
+               "ipython_imported": "IPython" in sys.modules}, open(sys.argv[1], "w"))
+print("CARRIED ON AFTER fit()")
+'''
+
+
+def test_ctrl_c_in_a_plain_script_stops_the_run_cleanly_then_stops_the_script(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    script, report = tmp_path / "train.py", tmp_path / "report.json"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, str(script), str(report)], capture_output=True, text=True, timeout=120,
+                          env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "CARRIED ON" not in proc.stdout, proc.stdout
+    assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (proc.returncode, proc.stderr[-2000:])
+    assert "KeyboardInterrupt: training interrupted at epoch 0, step 5" in proc.stderr, proc.stderr[-2000:]
+    r = json.loads(report.read_text())
+    assert r["state"] == "stopped" and r["step"] == r["n_steps"] == 5 and r["same"], r
+
+
+def test_fit_outside_ipython_reraises_the_interrupt_after_the_run_stopped(monkeypatch):
+    monkeypatch.setattr("nnwidgets.engine.trainer.in_ipython", lambda: False)
+    t, weights = _trainer(0)
+    t.on("batch_completed", lambda tr, step, **_: _thread.interrupt_main() if step == 5 else None)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at epoch 0, step 5"):
+        t.fit()
+    assert t.state == "stopped" and t.step == 5 and _problem(t, weights) is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    t.fit()                                          # continues from step 5
+    assert t.state == "completed" and _problem(t, weights) is None
+
+
+def test_in_ipython_needs_a_running_shell_and_never_imports_ipython(monkeypatch):
+    import sys
+    import types
+    from nnwidgets._interrupt import in_ipython
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    assert in_ipython() is False and "IPython" not in sys.modules
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: None
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert in_ipython() is False
+    fake.get_ipython = lambda: object()
+    assert in_ipython() is True

@@ -5,7 +5,10 @@ The loop keeps references to its last few raw batches (:func:`batch_ring`, at mo
 loss is that step's batch looked at (:func:`nonfinite_in`, which syncs: it runs on the error
 path, never per step). A batch that already holds NaN/inf is named as the cause with the data
 fix, and it is skipped when the run resumes (a batch that poisons every loss would otherwise be
-retried forever); a loss that turned non-finite on clean data keeps the learning-rate advice.
+retried forever), and after that first pause such a batch coming round again (the next epoch of
+an unshuffled loader) is skipped with a counted notice instead of pausing again
+(:func:`nnwidgets.engine.verify.nonfinite`); a loss that turned non-finite on clean data keeps
+the learning-rate advice and always pauses.
 """
 from __future__ import annotations
 

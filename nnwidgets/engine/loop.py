@@ -81,6 +81,9 @@ class Loop:
         self.ring = None          # the last raw batches, (step, batch), inspected when a loss is non-finite
         self.stats_now: tuple = ()  # the target guard's stats of the batch being trained
         self.poisoned_step = None   # a step whose batch holds NaN/inf: not retried on resume
+        self.data_pause_step = None  # the step of the first pause for NaN/inf data (later ones are skipped)
+        self.data_skipped = 0        # batches with NaN/inf data skipped since, without pausing
+        self.poisoned_index = None   # that batch's position in an epoch of a fixed-order loader
         self.warm_until = WARMUP_STEPS
         self.divergence = DivergenceWatch()  # the run's starting loss level and the blow-up test
         self.in_range = True        # the last verified losses were in range: the weights may be a rollback target
@@ -106,6 +109,9 @@ class Loop:
                         control.give_back_step()  # Step pressed at an epoch's end: the next epoch's first step
                         break
                 self.epoch_batches += 1
+                if self.epoch_batches - 1 == self.poisoned_index and self.skip_poisoned(batch):
+                    guard.open = False
+                    continue
                 self.train_step(batch)
             self.end_epoch()
 
@@ -214,6 +220,27 @@ class Loop:
         if checked and prep.plan.guard is not None:
             self.stats_now = prep.plan.guard.stats(y_raw, y)
         return x, y
+
+    def fixed_order(self) -> bool:
+        """The train loader yields its batches in the same order every epoch (a list or tuple
+        of batches, or a map-style DataLoader with a sequential sampler)."""
+        from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
+        loader = self.t.train_data
+        if isinstance(loader, (list, tuple)):
+            return True
+        return (isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset)
+                and isinstance(loader.sampler, SequentialSampler))
+
+    def skip_poisoned(self, batch: Any) -> bool:
+        """At the position of a batch that paused the run for NaN/inf data (fixed-order loader):
+        skip it, with a counted notice, if it still holds NaN/inf (one check per epoch)."""
+        from ..checks.diagnose import nonfinite_in
+        from .verify import skipped_data
+        data = nonfinite_in(batch)
+        if data is None:
+            return False
+        skipped_data(self, self.t.step, data)
+        return True
 
     def skipped(self, skip: SkipBatch) -> None:
         t = self.t

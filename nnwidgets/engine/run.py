@@ -24,6 +24,7 @@ from .._metrics import MetricSet
 from .._schedule import lr_set_message
 from .._setup import prepare_first_batch
 from ..data import DataError
+from . import owners
 from .control import PauseRun, StopRun
 from .events import Event
 from .loop import WARMUP_STEPS, Where
@@ -37,9 +38,17 @@ class Runner:
     def __init__(self, trainer: Any) -> None:
         self.t = trainer
         self._mode_at_start = True  # model.train() mode before the run, put back at its end
+        self.interrupted = False  # the last run ended by Ctrl-C (KeyboardInterrupt)
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            owners.release(self.t)  # registered by Trainer._begin (owners.claim)
+
+    def _run(self) -> None:
         t, loop, control = self.t, self.t._loop, self.t._control
+        self.interrupted = False
         t._ledger.start_run()
         notice = t._tuner.begin(t.device)
         with control.lock:
@@ -64,6 +73,7 @@ class Runner:
             ending, message = "paused", f"paused at epoch {t.epoch}, step {t.step}"
         except KeyboardInterrupt:
             ending, message, how = "stopped", f"interrupted at epoch {t.epoch}, step {t.step}", "interrupted"
+            self.interrupted = True
         except BaseException as e:  # noqa: BLE001 - user code may raise anything; the kernel must live
             t._guard.open = False
             where = loop.where

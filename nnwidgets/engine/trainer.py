@@ -24,7 +24,8 @@ from torch import nn
 
 from .. import hyperparams as hp
 from .._compiled import named_modules, plain_name
-from .._interrupt import InterruptGuard
+from .._interrupt import InterruptGuard, in_ipython
+from .._names import OPTIMIZER_LABELS
 from .._schedule import check_scheduler
 from .._setup import build_optimizer, resolve_device
 from .._speed import Speed
@@ -35,6 +36,7 @@ from ..metrics import MetricInfo, metric_info
 from .control import STATES, RunControl
 from .events import Event, EventBus, RemovableHandle
 from .ledger import Ledger
+from . import owners
 from .loop import Loop
 from .options import Options, check_arguments
 from .rollback import Rollback
@@ -244,14 +246,18 @@ class Trainer:
             The :class:`History` (also ``trainer.history``).
 
         Raises:
-            RuntimeError: the Trainer is already running in the background.
+            RuntimeError: the Trainer is already running in the background, or another
+                Trainer is training the same model object (stop or pause it first); raised
+                before the model is touched.
             Exception: an error in the model, loss or data is re-raised after the run was
                 marked failed; the history and the last completed step are kept. A class
                 label out of range in a later batch becomes a ``DataError`` naming the fix.
-            KeyboardInterrupt: only for a Ctrl-C that arrived after the last step, raised once
-                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped",
-                ``fit()`` returns): weights, ``step`` and the history always agree, and
-                ``fit()`` continues from there (see :mod:`nnwidgets._interrupt`).
+            KeyboardInterrupt: for a Ctrl-C that arrived after the last step, raised once
+                the run has ended. Earlier, Ctrl-C ends the run at a step boundary ("stopped"):
+                weights, ``step`` and the history always agree, and ``fit()`` continues from
+                there (see :mod:`nnwidgets._interrupt`); in IPython or a notebook ``fit()`` then
+                returns (the kernel lives), in a plain Python script it raises
+                ``KeyboardInterrupt`` so the script stops.
 
         Warns:
             RuntimeWarning: the loss became non-finite; the run is paused (``fit()`` again
@@ -265,6 +271,9 @@ class Trainer:
             late = self._guard.uninstall() if installed else False
         if late:
             raise KeyboardInterrupt
+        if self._runner.interrupted and not in_ipython():  # a script: Ctrl-C stops it, once the run is consistent
+            raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch}, step {self.step}; the model "
+                                    "holds the weights of that step (state 'stopped'; fit() continues from there)")
         if self.state == "failed" and self.error is not None:
             raise self.error
         last = self.history.event_records[-2:]
@@ -274,17 +283,28 @@ class Trainer:
 
     def start(self, epochs: int | None = None) -> "Trainer":
         """Train in a background thread and return at once (sliders can steer it). On a run
-        paused in the background this is :meth:`resume`."""
+        paused in the background this is :meth:`resume`.
+
+        Raises:
+            RuntimeError: already running, or another Trainer is training the same model
+                object (stop or pause it first; see :mod:`nnwidgets.engine.owners`)."""
         control = self._control
         with control.lock:
             if control.active and control.state == "paused" and epochs is None:
-                control.pause_requested, control.attention = False, True
-                control.lock.notify_all()
+                with owners.resuming(self):
+                    control.pause_requested, control.attention = False, True
+                    control.lock.notify_all()
                 return self
         self._begin(epochs, background=True)
         torch.get_num_threads()  # fixes this thread's own count before the loop's thread sets its
         self._thread = threading.Thread(target=self._runner.run, name="nnwidgets-trainer", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            with control.lock:
+                control.end()
+            owners.release(self)
+            raise
         return self
 
     def pause(self) -> None:
@@ -294,12 +314,16 @@ class Trainer:
     def resume(self) -> None:
         """Continue a paused run; with no loop running (paused by a blocking ``fit()``,
         stopped, completed or failed) start one in the background, like :meth:`start`."""
-        if not self._control.request_resume() and self.state != "running":
+        with self._control.lock, owners.resuming(self):  # lock order: the control's, then the registry's
+            active = self._control.request_resume()
+        if not active and self.state != "running":
             self.start()
 
     def step_once(self) -> None:
         """Run exactly one optimizer step, then stay paused."""
-        if not self._control.request_step():
+        with self._control.lock, owners.resuming(self):  # lock order: the control's, then the registry's
+            active = self._control.request_step()
+        if not active:
             self.start()
 
     def stop(self) -> None:
@@ -478,6 +502,10 @@ class Trainer:
         """A Trainer for ``model`` continuing from the checkpoint at ``path`` (weights,
         optimizer state when the optimizer kind matches, epoch/step counters, history).
 
+        Without ``optimizer=`` the saved optimizer kind (``"sgd"``, ``"adam"``, ``"adamw"``,
+        ``"rmsprop"``) is rebuilt and its state dict loaded, settings (lr, momentum/betas,
+        weight decay) included; an ``optimizer=`` given here is used instead.
+
         The whole file is checked (structure, history, every weight's key and shape against
         ``model``) before ``model`` is touched: a checkpoint that does not fit leaves it as it was.
 
@@ -488,6 +516,10 @@ class Trainer:
         """
         from ..checkpoint import load_checkpoint, restore
         ck = load_checkpoint(path, map_location=resolve_device(kwargs.get("device", "auto")), model=model)
+        if "optimizer" not in kwargs:  # rebuild the optimizer kind that was saved (its state follows)
+            saved = {label: name for name, label in OPTIMIZER_LABELS.items()}.get(ck.get("optimizer_name"))
+            if saved is not None:
+                kwargs["optimizer"] = saved
         trainer = cls(model, train_data, val_data, **kwargs)
         restore(trainer, ck, path)
         return trainer
@@ -508,6 +540,7 @@ class Trainer:
                 self._target_epochs = self.epoch + int(epochs)
             elif not unfinished:
                 self._target_epochs = self.epoch + self.epochs
+            owners.claim(self)  # another Trainer training this model: refused before the model is touched
             if control.state == "failed":
                 self._loop.batch_iter = self._loop.pending_batch = None
             self.error = None

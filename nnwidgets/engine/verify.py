@@ -11,7 +11,12 @@ on every batch without a per-step host sync:
   whose losses were in range (:func:`diverged`);
 * a non-finite loss pauses the run with a ``nonfinite`` event (:func:`nonfinite`); a loss whose
   batch holds NaN/inf is reported as a data problem and that batch is skipped on resume
-  (:mod:`nnwidgets.checks.diagnose`).
+  (:mod:`nnwidgets.checks.diagnose`). After one such pause, a later batch whose loss is
+  non-finite *and* whose data holds NaN/inf is skipped with a counted ``data_batch_skipped``
+  notice instead of pausing again (if it had been applied, after a rollback as for a pause); a
+  loader with a fixed order (a list of batches, a DataLoader without shuffling) has that batch
+  skipped at its position in every later epoch before it is trained (:meth:`Loop.skip_poisoned
+  <nnwidgets.engine.loop.Loop.skip_poisoned>`). A non-finite loss on clean data always pauses.
 
 Found at the current (not yet applied) step, nothing was applied; found at an earlier one, or
 when the losses before it had already left the range, the weights go back to the last snapshot
@@ -29,7 +34,7 @@ import torch
 from ..checks.diagnose import NONFINITE_FIXES, find_batch, nonfinite_in, nonfinite_message
 from .events import Event
 
-__all__ = ["verify", "commit", "broken", "nonfinite", "diverged"]
+__all__ = ["verify", "commit", "broken", "nonfinite", "skipped_data", "diverged"]
 
 
 def verify(loop: Any, current: torch.Tensor | None = None, now: float | None = None) -> bool:
@@ -108,13 +113,17 @@ def broken(loop: Any, index: int, error: Exception, values: np.ndarray, applied:
 
 def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     """The loss at ``values[index]`` is NaN or inf: keep the steps before it, record a
-    ``nonfinite`` event naming the step, the cause and the fix, and ask the run to pause."""
+    ``nonfinite`` event naming the step, the cause and the fix, and ask the run to pause; or,
+    when its batch holds NaN/inf and the run already paused once for such data, skip that batch
+    with a ``data_batch_skipped`` notice and go on."""
     t = loop.t
     first_step = t.step - applied + index
     kind = "nan" if math.isnan(values[index]) else "inf"
     batch = find_batch(loop.ring, first_step)
     data = nonfinite_in(batch) if batch is not None else None  # NaN/inf in the batch itself (syncs)
     loop.poisoned_step = first_step if data is not None else None
+    # its position in the epoch (values ends with the current, unapplied step when one was given)
+    position = loop.epoch_batches - (len(values) - applied) - (t.step - first_step)
     # the weights are kept only when every loss since the last verified window stayed in range
     climbing = data is None and not (loop.in_range and loop.divergence.in_range(values[:index]))
     if index < applied or climbing:  # go back to the last verified weights whose losses were in range
@@ -128,12 +137,29 @@ def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
         kept = f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept"
     t._ledger.discard()
     t.optimizer.zero_grad(set_to_none=True)
+    if data is not None and loop.data_pause_step is not None:
+        # the run already paused once for a batch with NaN/inf data and was resumed past it: the
+        # same data coming round again (e.g. a shuffled loader) is skipped, not paused on
+        skipped_data(loop, first_step, data, f"; {kept}" if kept.startswith("rolled back") else "")
+        return
     scale = getattr(t._prepared, "scale", None)
     msg = nonfinite_message(kind, first_step, t.epoch, kept, t.settings, data, batch is not None,
                             scale.hint() if scale is not None else None)
     t._record("nonfinite", name="loss" if data is None else "data", new=kind, message=msg)
+    if data is not None:
+        loop.data_pause_step = first_step
+        if loop.fixed_order():  # the same position of every later epoch holds the same batch
+            loop.poisoned_index = position
     control = t._control
     control.pause_requested = control.attention = True
+
+
+def skipped_data(loop: Any, step: int, data: str, extra: str = "") -> None:
+    """Count a batch with NaN/inf data skipped without a pause, and say so in a notice."""
+    loop.data_skipped += 1
+    loop.t._record("notice", name="data_batch_skipped",
+                   message=f"skipped batch at step {step} (epoch {loop.t.epoch}): {data}, as at step "
+                           f"{loop.data_pause_step}; skipped so far: {loop.data_skipped}{extra}")
 
 
 def diverged(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
