@@ -46,7 +46,8 @@ def test_nan_features_pause_with_the_data_fix_and_resuming_skips_that_batch():
     with pytest.warns(RuntimeWarning, match=r"loss became nan at step 3 \(epoch 0\) because the batch at step 3 has "
                                             r"1 NaN \(columns \[1\]\) in its features: the loss is nan whatever the "
                                             r"learning rate\. Training paused, the weights after step 2 are kept; that "
-                                            r"batch is skipped when the run resumes \(resume\(\) or fit\(\)\)\. Clean "
+                                            r"batch is skipped when the run resumes \(resume\(\) or fit\(\)\), and batches with NaN/inf data in later "
+                                            r"epochs are skipped with a notice\. Clean "
                                             r"the data: df\.dropna\(\) .*torch\.nan_to_num\(x\)"):
         t.fit()
     assert t.state == "paused" and t.step == 3

@@ -95,7 +95,8 @@ def nonfinite_message(kind: str, step: int, epoch: int, kept: str, settings: dic
     if data is not None:
         return (f"loss became {kind} at step {step} (epoch {epoch}) because the batch at step {step} has {data}: "
                 f"the loss is {kind} whatever the learning rate. Training paused, {kept}; that batch is skipped "
-                f"when the run resumes (resume() or fit()). {DATA_FIX}.")
+                f"when the run resumes (resume() or fit()), and batches with NaN/inf data in later epochs are skipped "
+                f"with a notice. {DATA_FIX}.")
     momentum = "n/a" if settings["momentum"] is None else f"{settings['momentum']:g}"
     cause = f" Likely cause: {scale_hint}" if scale_hint else ""
     unseen = "" if held else " (that batch was no longer held to check it for NaN/inf)"
