@@ -92,20 +92,37 @@ def commit(loop: Any, losses: np.ndarray, now: float) -> None:
         t._record("notice", name="threads", message=notice)
 
 
-def broken(loop: Any, index: int, error: Exception, values: np.ndarray, applied: int) -> None:
-    """A batch broke a first-batch decision: keep the verified steps before it, never apply
-    it, and raise ``error`` (what the weights are now appended)."""
-    t = loop.t
-    if index < applied:  # it was applied: go back to the last verified weights
-        loop.restore_snapshot()
+def _settle(loop: Any, values: np.ndarray, applied: int, back: bool, keep_iterating: bool = False) -> None:
+    """Before a bad step is reported: ``back`` puts the last verified weights back (the steps
+    since are dropped); else the ``applied`` steps before it are committed and the weights kept."""
+    if back:
+        loop.restore_snapshot(keep_iterating=keep_iterating)
         loop.train_metrics.discard_pending()
-        kept = f"that batch had been applied, so the run rolled back to the weights before step {t.step}"
     else:
         if applied:
             commit(loop, values[:applied], time.perf_counter())
         loop.train_metrics.flush()
-        kept = "the run stopped before applying that batch; " + (
-            f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept")
+
+
+def _kept_now(t: Any) -> str:
+    """What the weights are when nothing was rolled back."""
+    return f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept"
+
+
+def _scale_hint(t: Any) -> str | None:
+    """The target-scale hint of the run (:mod:`nnwidgets.checks.scale`), if any."""
+    scale = getattr(t._prepared, "scale", None)
+    return scale.hint() if scale is not None else None
+
+
+def broken(loop: Any, index: int, error: Exception, values: np.ndarray, applied: int) -> None:
+    """A batch broke a first-batch decision: keep the verified steps before it, never apply
+    it, and raise ``error`` (what the weights are now appended)."""
+    t = loop.t
+    back = index < applied  # it was applied: go back to the last verified weights
+    _settle(loop, values, applied, back)
+    kept = (f"that batch had been applied, so the run rolled back to the weights before step {t.step}" if back
+            else "the run stopped before applying that batch; " + _kept_now(t))
     t._ledger.discard()
     error.args = (f"{error} Training failed: {kept}.",)
     raise error
@@ -126,15 +143,9 @@ def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     position = loop.epoch_batches - (len(values) - applied) - (t.step - first_step)
     # the weights are kept only when every loss since the last verified window stayed in range
     climbing = data is None and not (loop.in_range and loop.divergence.in_range(values[:index]))
-    if index < applied or climbing:  # go back to the last verified weights whose losses were in range
-        loop.restore_snapshot(keep_iterating=data is not None)
-        loop.train_metrics.discard_pending()
-        kept = f"rolled back to the weights before step {t.step}"
-    else:
-        if applied:
-            commit(loop, values[:applied], time.perf_counter())
-        loop.train_metrics.flush()
-        kept = f"the weights after step {t.step - 1} are kept" if t.step else "the initial weights are kept"
+    back = index < applied or climbing  # go back to the last verified weights whose losses were in range
+    _settle(loop, values, applied, back, keep_iterating=data is not None)
+    kept = f"rolled back to the weights before step {t.step}" if back else _kept_now(t)
     t._ledger.discard()
     t.optimizer.zero_grad(set_to_none=True)
     if data is not None and loop.data_pause_step is not None:
@@ -142,9 +153,7 @@ def nonfinite(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
         # same data coming round again (e.g. a shuffled loader) is skipped, not paused on
         skipped_data(loop, first_step, data, f"; {kept}" if kept.startswith("rolled back") else "")
         return
-    scale = getattr(t._prepared, "scale", None)
-    msg = nonfinite_message(kind, first_step, t.epoch, kept, t.settings, data, batch is not None,
-                            scale.hint() if scale is not None else None)
+    msg = nonfinite_message(kind, first_step, t.epoch, kept, t.settings, data, batch is not None, _scale_hint(t))
     t._record("nonfinite", name="loss" if data is None else "data", new=kind, message=msg)
     if data is not None:
         loop.data_pause_step = first_step
@@ -172,16 +181,12 @@ def diverged(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     watch = loop.divergence
     first_step, value, epoch = t.step - applied + index, float(values[index]), t.epoch
     marks = t._rollback.marks
+    _settle(loop, values, applied, back=marks is not None)
     if marks is not None:
-        loop.restore_snapshot()
-        loop.train_metrics.discard_pending()
         there = f", where the loss was {marks['loss']:.3g}" if marks["loss"] is not None else ""
         kept = f"rolled back to the weights before step {t.step}{there} (the last in range)"
         fresh = ""
     else:
-        if applied:
-            commit(loop, values[:applied], time.perf_counter())
-        loop.train_metrics.flush()
         kept = ("no weights from before the blow-up are kept: this run started from weights whose loss was "
                 "already out of range")
         fresh = (" Only fresh weights help now: trainer.reinitialize() (the panel's Reinitialize button) "
@@ -189,8 +194,7 @@ def diverged(loop: Any, index: int, values: np.ndarray, applied: int) -> None:
     t._ledger.discard()
     t.optimizer.zero_grad(set_to_none=True)
     momentum = "n/a" if t.settings["momentum"] is None else f"{t.settings['momentum']:g}"
-    scale = getattr(t._prepared, "scale", None)
-    hint = scale.hint() if scale is not None else None
+    hint = _scale_hint(t)
     cause = f" Likely cause: {hint}" if hint else ""
     msg = (f"loss diverged at step {first_step} (epoch {epoch}): {watch.describe(value)}, with learning rate "
            f"{t.settings['lr']:g} and momentum {momentum}; training paused, {kept}.{fresh}{cause} Lower the learning "
